@@ -1,0 +1,1 @@
+"""Packaged mmengine recipes (``polyhead.configs``); ``_base_/`` holds shared sections."""

@@ -1,0 +1,8 @@
+"""Task heads (``polyhead.heads``): one file per family."""
+
+from __future__ import annotations
+
+from ._base import Head
+from .forecasting import ForecastHead, pinball_loss
+
+__all__ = ["Head", "ForecastHead", "pinball_loss"]

@@ -1,0 +1,1 @@
+"""Model card templates (``polyhead.model_cards``), rendered by ``polyhead.hub``."""

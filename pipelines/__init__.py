@@ -1,0 +1,72 @@
+"""Pipelines (``polyhead.pipelines``): ``transformers.Pipeline`` subclasses, registered at import.
+
+``polyhead.pipeline(task, model=None)`` wraps ``transformers.pipeline``; with no
+model it loads the task's embedded default checkpoint (no download).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import transformers
+from transformers import AutoModel
+from transformers.pipelines import PIPELINE_REGISTRY
+
+from polyhead.errors import ConfigError, ModelLoadError, UnknownNameError, did_you_mean
+from polyhead.loading import AutoModel as PolyheadAutoModel, check_model_dir, load_processor
+
+from .forecasting import TimeSeriesForecastingPipeline
+
+__all__ = ["TimeSeriesForecastingPipeline", "pipeline", "default_model_dir", "PIPELINES"]
+
+#: pipeline task name -> (pipeline class, embedded default model folder under polyhead/defaults)
+PIPELINES: dict[str, tuple[type, str]] = {
+    "time-series-forecasting": (TimeSeriesForecastingPipeline, "forecasting"),
+}
+_ALIASES = {"forecasting": "time-series-forecasting"}
+
+
+def default_model_dir(task: str) -> Path:
+    """The embedded default checkpoint of a pipeline task."""
+    return Path(str(resources.files("polyhead") / "defaults" / PIPELINES[task][1]))
+
+
+for _task, (_cls, _folder) in PIPELINES.items():
+    PIPELINE_REGISTRY.register_pipeline(
+        _task,
+        pipeline_class=_cls,
+        pt_model=AutoModel,
+        default={"model": (str(default_model_dir(_task)), None)},
+        type="multimodal",
+    )
+
+
+def pipeline(task: str, model: str | Path | None = None, *, backend: str = "torch", **kwargs: Any):
+    """Build a polyhead pipeline.
+
+    Args:
+        task: a pipeline task (``"time-series-forecasting"``) or its task alias (``"forecasting"``).
+        model: a model dir or Hub repo id; ``None`` loads the embedded default model.
+        backend: ``"torch"`` (ONNX Runtime comes with the export feature).
+        **kwargs: passed to ``transformers.pipeline``.
+    """
+    task = _ALIASES.get(task, task)
+    if task not in PIPELINES:
+        known = sorted(PIPELINES) + sorted(_ALIASES)
+        raise UnknownNameError(f"Unknown pipeline task {task!r}.{did_you_mean(task, known)} Known: {', '.join(known)}.")
+    if backend != "torch":
+        raise ConfigError(f"backend must be 'torch', got {backend!r}.")
+    if model is None:
+        model = default_model_dir(task)
+        if not (model / "config.json").is_file():
+            raise ModelLoadError(f"The embedded default model for {task!r} is missing from {model}; reinstall polyhead or run `make defaults`.")
+    if isinstance(model, (str, Path)):
+        name = str(model)
+        if Path(name).exists():
+            check_model_dir(name)
+        model_obj = PolyheadAutoModel.from_pretrained(name)
+        kwargs.setdefault("feature_extractor", load_processor(name))
+        model = model_obj
+    return transformers.pipeline(task, model=model, **kwargs)

@@ -1,0 +1,17 @@
+"""polyhead: shared backbones plugged into task heads; every model a Hugging Face model.
+
+Importing polyhead registers every backbone, head and task, the transformers Auto
+classes of each task, and each pipeline with transformers' ``PIPELINE_REGISTRY``.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import errors, registry  # noqa: E402  (registries exist before parts register)
+from . import backbones, heads, tasks  # noqa: E402,F401
+from .loading import AutoModel  # noqa: E402
+from .pipelines import pipeline  # noqa: E402
+from .workflows import evaluate_model_dir, train  # noqa: E402
+
+__all__ = ["AutoModel", "pipeline", "train", "evaluate_model_dir", "errors", "registry", "__version__"]

@@ -1,0 +1,154 @@
+"""The ``polyhead`` command: train, evaluate, predict, list."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import PolyheadError
+
+__all__ = ["main", "build_parser"]
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def metrics_table(test: dict[str, float], baselines: dict[str, dict[str, float]]) -> str:
+    """``metric | model | baseline...`` as aligned text."""
+    names = list(baselines)
+    rows = [["metric", "model", *names]]
+    for metric, value in test.items():
+        rows.append([metric, _fmt(value), *(_fmt(baselines[n].get(metric, "-")) for n in names)])
+    return _table(rows)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .workflows import train
+
+    result = train(args.config, cfg_options=args.cfg_options or (), resume=args.resume)
+    print()
+    print(metrics_table(result.metrics["test"], result.metrics["baselines"]))
+    print(f"\nTest split: {json.dumps(result.metrics['data'].get('splits', {}).get('test', {}))}")
+    print(f"Saved model: {result.best_dir}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .workflows import evaluate_model_dir
+
+    report = evaluate_model_dir(args.model_dir, data=args.data, split=args.split, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(metrics_table(report["metrics"], report["baselines"]))
+    return 0
+
+
+def _read_input(path: str) -> Any:
+    import pandas as pd
+
+    from .errors import InputError
+
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"Input file {path} does not exist.")
+    readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".json": pd.read_json}
+    if file.suffix.lower() not in readers:
+        raise InputError(f"Input file must be .csv, .parquet or .json, got {file.name}.")
+    return readers[file.suffix.lower()](file)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .loading import read_config_dict, task_of
+    from .pipelines import pipeline
+    from .registry import TASKS, get
+
+    task = get(TASKS, task_of(read_config_dict(args.model_dir))) if Path(args.model_dir).exists() else None
+    pipe = pipeline(task.pipeline_task if task else args.task, model=args.model_dir)
+    print(json.dumps(pipe(_read_input(args.input)), indent=2, default=str))
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from . import registry
+
+    backbones = {n: registry.get(registry.BACKBONES, n) for n in registry.names(registry.BACKBONES)}
+    heads = {n: registry.get(registry.HEADS, n) for n in registry.names(registry.HEADS)}
+    tasks = {n: registry.get(registry.TASKS, n) for n in registry.names(registry.TASKS)}
+    if args.json:
+        print(json.dumps({
+            "tasks": {n: {"pipeline": t.pipeline_task, "config": t.default_config} for n, t in tasks.items()},
+            "backbones": {n: b.kind for n, b in backbones.items()},
+            "heads": {n: sorted(b for b, bc in backbones.items() if h.accepts(bc)) for n, h in heads.items()},
+        }, indent=2))
+        return 0
+    print("Tasks")
+    print(_table([["task", "pipeline", "default config"]] + [[n, t.pipeline_task, t.default_config] for n, t in tasks.items()]))
+    print("\nBackbones")
+    print(_table([["backbone", "kind", "class"]] + [[n, b.kind, b.__name__] for n, b in backbones.items()]))
+    print("\nHeads (and the backbones each accepts)")
+    print(_table([["head", "class", "accepts"]] + [
+        [n, h.__name__, ", ".join(b for b, bc in backbones.items() if h.accepts(bc)) or "-"] for n, h in heads.items()
+    ]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="polyhead",
+        description="Train, evaluate and run polyhead models. Every model dir is a Hugging Face model dir.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model from a config file or a task's default recipe",
+                       description="Train from an mmengine config (or a task name such as 'forecasting'); "
+                       "writes <train.output_dir>/best with the model, processor and metrics.")
+    p.add_argument("config", help="config file (e.g. configs/forecasting/patchtst_co2.py) or task name")
+    p.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help="override config keys, e.g. train.epochs=5 model.horizon=26")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in <output_dir>/checkpoints")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="report a model's metrics on the test split of its data (or --data)",
+                       description="Evaluate a saved model dir on the test split of its training data, or of --data.")
+    p.add_argument("model_dir")
+    p.add_argument("--data", help="data source replacing the training data (file or folder)")
+    p.add_argument("--split", default="test", choices=["test", "validation"])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="run a model's pipeline on an input file and print JSON",
+                       description="Run the model's pipeline on INPUT (.csv/.parquet/.json) and print the result as JSON.")
+    p.add_argument("model_dir")
+    p.add_argument("input")
+    p.add_argument("--task", default="time-series-forecasting", help="pipeline task when MODEL_DIR is a Hub repo id")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("list", help="list tasks, backbones, heads and which heads accept which backbones")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PolyheadError as err:
+        print(f"polyhead {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

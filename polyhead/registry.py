@@ -1,0 +1,125 @@
+"""Registries of backbones, heads and tasks (mmengine ``Registry``).
+
+One hop from a name to a class: ``BACKBONES.get("transformer")`` is the class, and
+:func:`build` calls it with the remaining keys of a ``{"type": ..., **kwargs}`` dict.
+
+Example:
+    >>> from polyhead.registry import BACKBONES, build
+    >>> backbone = build(BACKBONES, {"type": "transformer", "dim": 32, "depth": 1, "num_heads": 2})
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from mmengine.registry import Registry
+
+from .errors import ConfigError, UnknownNameError, did_you_mean
+
+__all__ = [
+    "BACKBONES",
+    "HEADS",
+    "TASKS",
+    "register_backbone",
+    "register_head",
+    "register_task",
+    "build",
+    "get",
+    "names",
+    "check_kwargs",
+]
+
+BACKBONES = Registry("backbone", scope="polyhead")
+HEADS = Registry("head", scope="polyhead")
+TASKS = Registry("task", scope="polyhead")
+
+T = TypeVar("T")
+
+
+def _register(registry: Registry, name: str) -> Callable[[T], T]:
+    def decorator(obj: T) -> T:
+        # mmengine raises KeyError on a duplicate name unless force=True: registering
+        # two parts under one name is a bug and must fail loudly.
+        registry.register_module(name=name, module=obj)
+        return obj
+
+    return decorator
+
+
+def register_backbone(name: str) -> Callable[[T], T]:
+    """Class decorator: register a backbone under ``name``."""
+    return _register(BACKBONES, name)
+
+
+def register_head(name: str) -> Callable[[T], T]:
+    """Class decorator: register a head under ``name``."""
+    return _register(HEADS, name)
+
+
+def register_task(name: str) -> Callable[[T], T]:
+    """Class decorator: register a task under ``name``."""
+    return _register(TASKS, name)
+
+
+def _ensure_loaded() -> None:
+    # Importing polyhead registers every built-in part.
+    import polyhead  # noqa: F401
+
+
+def names(registry: Registry) -> list[str]:
+    """Sorted names registered in ``registry``."""
+    _ensure_loaded()
+    return sorted(registry.module_dict)
+
+
+def get(registry: Registry, name: str) -> Any:
+    """The class registered as ``name``; :class:`UnknownNameError` lists the known ones."""
+    _ensure_loaded()
+    if not isinstance(name, str) or name not in registry.module_dict:
+        known = ", ".join(sorted(registry.module_dict)) or "(none)"
+        raise UnknownNameError(
+            f"Unknown {registry.name} {name!r}.{did_you_mean(str(name), registry.module_dict)} "
+            f"Known {registry.name}s: {known}."
+        )
+    return registry.module_dict[name]
+
+
+def check_kwargs(cls: Callable[..., Any], kwargs: Mapping[str, Any], what: str) -> None:
+    """Raise :class:`ConfigError` if ``kwargs`` has a key ``cls`` does not accept."""
+    params = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    for key in kwargs:
+        if key not in accepted:
+            raise ConfigError(
+                f"{what} got an unknown option {key!r}.{did_you_mean(key, accepted)} "
+                f"Accepted options: {', '.join(sorted(accepted))}."
+            )
+
+
+def build(registry: Registry, cfg: Mapping[str, Any], **extra: Any) -> Any:
+    """Build ``registry[cfg["type"]](**rest_of_cfg, **extra)``.
+
+    Args:
+        registry: one of :data:`BACKBONES`, :data:`HEADS`, :data:`TASKS`.
+        cfg: ``{"type": name, **kwargs}``.
+        **extra: keyword arguments supplied by the caller (e.g. a head's
+            ``feature_info``), which the config may not override.
+    """
+    if not isinstance(cfg, Mapping) or "type" not in cfg:
+        raise ConfigError(
+            f"A {registry.name} config must be a dict with a 'type' key, got {cfg!r}."
+        )
+    kwargs = {k: v for k, v in cfg.items() if k != "type"}
+    clash = sorted(set(kwargs) & set(extra))
+    if clash:
+        raise ConfigError(
+            f"{registry.name} config sets {clash}, which polyhead fills in from the model; remove them."
+        )
+    cls = get(registry, cfg["type"])
+    kwargs.update(extra)
+    check_kwargs(cls, kwargs, f"{registry.name} {cfg['type']!r}")
+    return cls(**kwargs)

@@ -1,0 +1,468 @@
+"""The task-agnostic training loop, on Accelerate.
+
+It calls ``model(**batch).loss`` and knows nothing else about the task: metrics
+come through a :class:`~polyhead.tasks.Metrics` object, the best model is written
+with ``save_pretrained`` (plus its processor) into ``<output_dir>/best``.
+
+Features: gradient accumulation (``accelerator.accumulate``), mixed precision,
+evaluation with ``gather_for_metrics``, best-checkpoint selection, early stopping,
+``save_state``/``load_state`` checkpoints for ``resume``, a TensorBoard tracker and a
+tqdm progress bar on the main process only.
+
+On a machine without GPUs the Accelerator is created with ``cpu=True``: otherwise
+``accelerate launch --num_processes N`` would start N processes that each train alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import ProjectConfiguration, set_seed
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from .errors import ConfigError, DataError, did_you_mean
+from .validation import look_up_option
+
+__all__ = ["evaluate", "make_accelerator", "TrainingArguments", "TrainerState", "Trainer", "TrainResult", "atomic_directory", "save_model_dir"]
+
+_PRECISIONS = {"no": "no", "fp32": "no", "fp16": "fp16", "bf16": "bf16"}
+_SCHEDULERS = {"constant": "constant", "cosine": "cosine", "linear": "linear", "constant_with_warmup": "constant_with_warmup"}
+CHECKPOINTS_DIR = "checkpoints"
+BEST_DIR = "best"
+
+
+@dataclass
+class TrainingArguments:
+    """The ``train`` section of a config.
+
+    Attributes:
+        output_dir: run folder: ``best/``, ``checkpoints/``, ``logs/``, ``metrics.json``.
+        epochs: passes over the training set.
+        max_steps: stop after this many optimizer steps (overrides ``epochs`` when set).
+        batch_size: samples per process per micro-batch.
+        eval_batch_size: samples per process in evaluation (default: ``batch_size``).
+        lr: peak learning rate (AdamW).
+        weight_decay: AdamW weight decay.
+        scheduler: ``"cosine"``, ``"linear"``, ``"constant"`` or ``"constant_with_warmup"``.
+        warmup_steps: linear warm-up, in optimizer steps.
+        grad_accum: micro-batches per optimizer step.
+        precision: ``"no"``/``"fp32"``, ``"fp16"`` or ``"bf16"``.
+        max_grad_norm: gradient clipping norm; ``None`` disables clipping.
+        eval_every: evaluate every N optimizer steps; ``None``: at the end of each epoch.
+        best_metric: validation metric that selects the best model (``"loss"`` or a task metric).
+        greater_is_better: whether a larger ``best_metric`` is better.
+        early_stopping_patience: stop after this many evaluations without improvement.
+        checkpoint_every: save a resumable checkpoint every N optimizer steps; ``None``: at each evaluation.
+        keep_checkpoints: how many resumable checkpoints to keep.
+        seed: seed for weights, data order and dropout.
+        num_workers: DataLoader workers.
+        log_with: ``"tensorboard"`` or ``None``.
+        progress_bar: show a tqdm bar on the main process.
+    """
+
+    output_dir: str = "runs/default"
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 32
+    eval_batch_size: int | None = None
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    scheduler: str = "cosine"
+    warmup_steps: int = 0
+    grad_accum: int = 1
+    precision: str = "no"
+    max_grad_norm: float | None = 1.0
+    eval_every: int | None = None
+    best_metric: str = "loss"
+    greater_is_better: bool = False
+    early_stopping_patience: int | None = None
+    checkpoint_every: int | None = None
+    keep_checkpoints: int = 2
+    seed: int = 0
+    num_workers: int = 0
+    log_with: str | None = "tensorboard"
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "grad_accum", "keep_checkpoints"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"train.{name} must be a positive integer, got {value!r}.")
+        for name in ("max_steps", "eval_batch_size", "eval_every", "early_stopping_patience", "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"train.{name} must be a positive integer or None, got {value!r}.")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or self.lr <= 0:
+            raise ConfigError(f"train.lr must be a positive number, got {self.lr!r}.")
+        look_up_option(self.precision, _PRECISIONS, "train.precision")
+        look_up_option(self.scheduler, _SCHEDULERS, "train.scheduler")
+        if self.log_with not in (None, "tensorboard"):
+            raise ConfigError(f"train.log_with must be 'tensorboard' or None, got {self.log_with!r}.")
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> "TrainingArguments":
+        """Build from a config's ``train`` section; unknown keys get a did-you-mean."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in section:
+            if key not in names:
+                raise ConfigError(f"train.{key} is not a training option.{did_you_mean(key, names)} Options: {', '.join(names)}.")
+        return cls(**section)
+
+
+@dataclass
+class TrainerState:
+    """Progress that a checkpoint restores (registered with ``accelerator.register_for_checkpointing``)."""
+
+    global_step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    evals_without_improvement: int = 0
+    history: list = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.train` returns."""
+
+    best_dir: Path
+    best_metric: float | None
+    best_step: int | None
+    global_step: int
+    history: list[dict[str, Any]]
+    stopped_early: bool
+
+
+def make_accelerator(
+    *, grad_accum: int = 1, precision: str = "no", log_with: str | None = None, project_dir: Path | None = None
+) -> Accelerator:
+    """The Accelerator every polyhead entry point uses.
+
+    ``cpu=True`` when no GPU is present, so ``accelerate launch --num_processes N``
+    gives one gloo process group instead of N processes that each train alone.
+    """
+    project = ProjectConfiguration(
+        project_dir=str(project_dir or "."), logging_dir=str(Path(project_dir or ".") / "logs")
+    )
+    return Accelerator(
+        cpu=not torch.cuda.is_available(),
+        gradient_accumulation_steps=grad_accum,
+        mixed_precision=_PRECISIONS[look_up_option(precision, _PRECISIONS, "precision")],
+        log_with=log_with,
+        project_config=project,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+
+
+def atomic_directory(target: Path) -> "_AtomicDirectory":
+    """Context manager: yield a temp dir next to ``target``; on success it replaces ``target``.
+
+    An exception (or a kill) inside the block leaves ``target`` as it was.
+    """
+    return _AtomicDirectory(Path(target))
+
+
+class _AtomicDirectory:
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __enter__(self) -> Path:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        self.tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; give the final dir normal permissions
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        old = None
+        if self.target.exists():
+            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.target, old)
+        os.replace(self.tmp, self.target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def save_model_dir(target: Path, model: Any, processor: Any = None, files: dict[str, Any] | None = None) -> Path:
+    """Write a complete model dir (weights, config, processor, JSON ``files``) atomically."""
+    with atomic_directory(Path(target)) as tmp:
+        model.save_pretrained(tmp)
+        if processor is not None:
+            processor.save_pretrained(tmp)
+        for name, content in (files or {}).items():
+            (tmp / name).write_text(json.dumps(content, indent=2, default=str) + "\n")
+    return Path(target)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader: DataLoader, *, metrics: Any, accelerator: Accelerator) -> dict[str, float]:
+    """Mean per-sample loss and the task's metrics over ``loader``.
+
+    Samples are gathered across processes with ``gather_for_metrics``, which drops
+    the duplicates a distributed sampler adds to fill the last batch.
+    """
+    was_training = model.training
+    model.eval()
+    if metrics is not None:
+        metrics.reset()
+    loss_sum, count = 0.0, 0
+    for batch in loader:
+        outputs = model(**batch)
+        batch_size = next(iter(batch.values())).shape[0]
+        losses = accelerator.gather_for_metrics(outputs.loss.detach().float().reshape(1).expand(batch_size))
+        loss_sum += float(losses.sum())
+        count += losses.numel()
+        if metrics is not None:
+            metrics.update(accelerator.gather_for_metrics(metrics.select(outputs, batch)))
+    model.train(was_training)
+    result = {"loss": loss_sum / max(count, 1)}
+    if metrics is not None:
+        result.update(metrics.compute())
+    return result
+
+
+class Trainer:
+    """Train any polyhead model whose ``forward(**batch)`` returns an output with ``.loss``.
+
+    Args:
+        model: the model (a ``PreTrainedModel``).
+        args: :class:`TrainingArguments`.
+        train_dataset: map-style dataset of samples.
+        eval_dataset: validation samples.
+        metrics: the task's metrics, or ``None`` for loss only.
+        processor: saved next to the best model.
+        collate_fn: batches samples (default: torch's ``default_collate``).
+        callbacks: called as ``callback(trainer)`` after every optimizer step.
+        extra_files: JSON-serialisable content written into the best model dir by name.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: torch.nn.Module,
+        args: TrainingArguments,
+        train_dataset: Dataset,
+        eval_dataset: Dataset,
+        metrics: Any = None,
+        processor: Any = None,
+        collate_fn: Callable | None = None,
+        callbacks: Sequence[Callable[["Trainer"], None]] = (),
+        extra_files: dict[str, Any] | None = None,
+    ) -> None:
+        self.args = args
+        self.output_dir = Path(args.output_dir)
+        if len(train_dataset) == 0 or len(eval_dataset) == 0:
+            raise DataError(f"Empty dataset: {len(train_dataset)} training and {len(eval_dataset)} validation samples.")
+        if args.batch_size > len(train_dataset):
+            raise ConfigError(
+                f"train.batch_size ({args.batch_size}) is larger than the training set ({len(train_dataset)} samples)."
+            )
+        self.accelerator = make_accelerator(
+            grad_accum=args.grad_accum, precision=args.precision, log_with=args.log_with, project_dir=self.output_dir
+        )
+        set_seed(args.seed)
+        self.metrics = metrics
+        self.processor = processor
+        self.callbacks = list(callbacks)
+        self.extra_files = dict(extra_files or {})
+        self.state = TrainerState()
+        self.should_stop = False
+
+        generator = torch.Generator().manual_seed(args.seed)
+        train_loader = DataLoader(
+            train_dataset, batch_size=args.batch_size, shuffle=True, collate_fn=collate_fn,
+            num_workers=args.num_workers, generator=generator,
+        )
+        eval_loader = DataLoader(
+            eval_dataset, batch_size=args.eval_batch_size or args.batch_size, shuffle=False,
+            collate_fn=collate_fn, num_workers=args.num_workers,
+        )
+        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        self.model, self.optimizer, self.train_loader, self.eval_loader = self.accelerator.prepare(
+            model, optimizer, train_loader, eval_loader
+        )
+        self.steps_per_epoch = math.ceil(len(self.train_loader) / args.grad_accum)
+        self.total_steps = args.max_steps or self.steps_per_epoch * args.epochs
+        # Stepped by hand on optimizer steps (not prepared: accelerate would step it once per process).
+        self.scheduler = get_scheduler(
+            _SCHEDULERS[args.scheduler], self.optimizer, num_warmup_steps=args.warmup_steps, num_training_steps=self.total_steps
+        )
+        self.accelerator.register_for_checkpointing(self.scheduler, self.state)
+
+    # -- checkpoints ---------------------------------------------------------------
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.output_dir / CHECKPOINTS_DIR
+
+    def checkpoints(self) -> list[Path]:
+        """Complete checkpoints, oldest first."""
+        if not self.checkpoints_dir.is_dir():
+            return []
+        found = [p for p in self.checkpoints_dir.iterdir() if p.is_dir() and p.name.startswith("step-")]
+        return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+    def save_checkpoint(self) -> Path:
+        target = self.checkpoints_dir / f"step-{self.state.global_step:08d}"
+        if self.accelerator.is_main_process:
+            self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.num_processes == 1:
+            with atomic_directory(target) as tmp:
+                self.accelerator.save_state(str(tmp), safe_serialization=True)
+        else:  # every rank writes its own RNG file into one folder
+            self.accelerator.save_state(str(target), safe_serialization=True)
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            for old in self.checkpoints()[: -self.args.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        return target
+
+    def load_checkpoint(self, path: Path | None = None) -> Path:
+        """Restore from ``path`` or the latest checkpoint of the run."""
+        if path is None:
+            found = self.checkpoints()
+            if not found:
+                raise DataError(f"--resume: no checkpoint found in {self.checkpoints_dir}.")
+            path = found[-1]
+        self.accelerator.load_state(str(path))
+        return Path(path)
+
+    # -- evaluation -------------------------------------------------------------------
+    def evaluate(self, loader: DataLoader | None = None) -> dict[str, float]:
+        """Mean loss and task metrics over ``loader`` (default: the validation set), gathered across ranks."""
+        loader = self.eval_loader if loader is None else self.accelerator.prepare(loader)
+        return evaluate(self.model, loader, metrics=self.metrics, accelerator=self.accelerator)
+
+    def _is_improvement(self, value: float) -> bool:
+        best = self.state.best_metric
+        if best is None:
+            return True
+        return value > best if self.args.greater_is_better else value < best
+
+    def _evaluate_and_select(self) -> dict[str, float]:
+        results = self.evaluate()
+        if self.args.best_metric not in results:
+            raise ConfigError(
+                f"train.best_metric {self.args.best_metric!r} is not computed; available: {sorted(results)}."
+            )
+        value = results[self.args.best_metric]
+        record = {"step": self.state.global_step, "epoch": self.state.epoch, **{f"eval_{k}": v for k, v in results.items()}}
+        self.state.history.append(record)
+        self.accelerator.log({f"eval/{k}": v for k, v in results.items()}, step=self.state.global_step)
+        if self._is_improvement(value):
+            self.state.best_metric = value
+            self.state.best_step = self.state.global_step
+            self.state.evals_without_improvement = 0
+            self._save_best(results)
+        else:
+            self.state.evals_without_improvement += 1
+            patience = self.args.early_stopping_patience
+            if patience is not None and self.state.evals_without_improvement >= patience:
+                self.should_stop = True
+        return results
+
+    def _save_best(self, results: dict[str, float]) -> None:
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            model = self.accelerator.unwrap_model(self.model)
+            files = {"eval_results.json": {"step": self.state.global_step, "validation": results}, **self.extra_files}
+            save_model_dir(self.output_dir / BEST_DIR, model, self.processor, files)
+        self.accelerator.wait_for_everyone()
+
+    # -- training ---------------------------------------------------------------------
+    def train(self, resume: bool | str | Path = False) -> TrainResult:
+        """Run the loop; ``resume=True`` continues from the latest checkpoint (or a given path)."""
+        args, acc = self.args, self.accelerator
+        if resume:
+            self.load_checkpoint(None if resume is True else Path(resume))
+        if args.log_with:
+            acc.init_trackers("polyhead", config={k: v for k, v in dataclasses.asdict(args).items() if isinstance(v, (int, float, str, bool))})
+        bar = tqdm(
+            total=self.total_steps, initial=self.state.global_step, desc="train",
+            disable=not (args.progress_bar and acc.is_local_main_process), dynamic_ncols=True,
+        )
+        self.model.train()
+        last_checkpoint_step = self.state.global_step
+        while self.state.global_step < self.total_steps and not self.should_stop:
+            self.train_loader.set_epoch(self.state.epoch)
+            loader = self.train_loader
+            if self.state.batches_in_epoch:
+                loader = acc.skip_first_batches(self.train_loader, self.state.batches_in_epoch)
+            for batch in loader:
+                with acc.accumulate(self.model):
+                    loss = self.model(**batch).loss
+                    acc.backward(loss)
+                    if acc.sync_gradients and args.max_grad_norm is not None:
+                        acc.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad()
+                self.state.batches_in_epoch += 1
+                if not acc.sync_gradients:
+                    continue
+                self.scheduler.step()
+                self.state.global_step += 1
+                loss_value = float(acc.reduce(loss.detach(), reduction="mean"))
+                acc.log({"train/loss": loss_value, "train/lr": self.scheduler.get_last_lr()[0]}, step=self.state.global_step)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_value:.4f}")
+                evaluated = False
+                if args.eval_every and self.state.global_step % args.eval_every == 0:
+                    self._evaluate_and_select()
+                    evaluated = True
+                if args.checkpoint_every and self.state.global_step % args.checkpoint_every == 0 or (evaluated and not args.checkpoint_every):
+                    self.save_checkpoint()
+                    last_checkpoint_step = self.state.global_step
+                for callback in self.callbacks:
+                    callback(self)
+                if self.should_stop or self.state.global_step >= self.total_steps:
+                    break
+            else:  # the epoch ran to its end
+                self.state.epoch += 1
+                self.state.batches_in_epoch = 0
+                if not args.eval_every:
+                    self._evaluate_and_select()
+                    if not args.checkpoint_every:
+                        self.save_checkpoint()
+                        last_checkpoint_step = self.state.global_step
+                continue
+            break
+        if not self.state.history or self.state.history[-1]["step"] != self.state.global_step:
+            self._evaluate_and_select()
+        if last_checkpoint_step != self.state.global_step:
+            self.save_checkpoint()
+        bar.close()
+        acc.end_training()
+        return TrainResult(
+            best_dir=self.output_dir / BEST_DIR,
+            best_metric=self.state.best_metric,
+            best_step=self.state.best_step,
+            global_step=self.state.global_step,
+            history=list(self.state.history),
+            stopped_early=self.should_stop,
+        )

@@ -1,0 +1,8 @@
+"""Tasks (``polyhead.tasks``): the glue for each domain."""
+
+from __future__ import annotations
+
+from ._base import Metrics, Task, TaskData
+from .forecasting import ForecastingTask
+
+__all__ = ["Metrics", "Task", "TaskData", "ForecastingTask"]

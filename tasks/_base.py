@@ -1,0 +1,83 @@
+"""The task contract: what each domain gives the generic trainer, CLI and pipeline.
+
+A task is registered in :data:`polyhead.registry.TASKS` and ties together its
+config class, model class, processor, data, metrics and baselines. Everything
+generic (training, evaluation, the CLI) talks to a task only through this class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import torch
+from torch.utils.data import Dataset
+
+from polyhead.configuration import PolyheadConfig
+from polyhead.modeling import PolyheadPreTrainedModel
+
+__all__ = ["Task", "TaskData", "Metrics"]
+
+
+class Metrics(Protocol):
+    """Accumulates a task's metrics over gathered batches."""
+
+    def reset(self) -> None: ...
+
+    def select(self, outputs: Any, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Tensors to gather across processes (``accelerator.gather_for_metrics``)."""
+        ...
+
+    def update(self, gathered: dict[str, torch.Tensor]) -> None: ...
+
+    def compute(self) -> dict[str, float]: ...
+
+
+@dataclass
+class TaskData:
+    """The splits a task trains and evaluates on, and how to batch them."""
+
+    train: Dataset
+    validation: Dataset
+    test: Dataset
+    collate_fn: Callable[[list[Any]], dict[str, torch.Tensor]] | None = None
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+class Task:
+    """Base class of every task; subclasses are registered with ``@register_task``.
+
+    Class attributes:
+        name: registry name (``"forecasting"``).
+        pipeline_task: the pipeline name users pass to ``polyhead.pipeline``.
+        config_class / model_class / processor_class: the task's HF classes.
+        default_config: the packaged recipe under ``polyhead/configs``.
+        best_metric / greater_is_better: what selects the best checkpoint by default.
+    """
+
+    name: ClassVar[str]
+    pipeline_task: ClassVar[str]
+    config_class: ClassVar[type[PolyheadConfig]]
+    model_class: ClassVar[type[PolyheadPreTrainedModel]]
+    processor_class: ClassVar[type]
+    default_config: ClassVar[str]
+    best_metric: ClassVar[str] = "loss"
+    greater_is_better: ClassVar[bool] = False
+
+    def build_config(self, model_section: Mapping[str, Any], data_section: Mapping[str, Any]) -> PolyheadConfig:
+        """The model's config from the ``model`` section (the data may fill in fields)."""
+        return self.config_class.from_model_section(model_section)
+
+    def build_processor(self, config: PolyheadConfig) -> Any:
+        raise NotImplementedError
+
+    def build_data(self, data_section: Mapping[str, Any], config: PolyheadConfig) -> TaskData:
+        raise NotImplementedError
+
+    def build_metrics(self, config: PolyheadConfig) -> Metrics:
+        raise NotImplementedError
+
+    def baselines(self, data: TaskData, config: PolyheadConfig) -> dict[str, dict[str, float]]:
+        """Metrics of simple reference methods on ``data.test``, by name."""
+        return {}

@@ -1,0 +1,124 @@
+"""Time-series forecasting: PatchTST-style patching + RevIN on the shared backbone."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+
+from polyhead.errors import ConfigError, did_you_mean
+from polyhead.registry import register_task
+
+from .._base import Task, TaskData
+from .configuration import ForecastingConfig
+from .data import EMBEDDED_SERIES, ForecastingWindows, load_table, prepare_series, split_by_time
+from .metrics import ForecastingMetrics, seasonal_naive
+from .modeling import ForecastingOutput, PolyheadForForecasting
+from .processing import ForecastingFeatureExtractor
+
+__all__ = [
+    "ForecastingConfig",
+    "ForecastingFeatureExtractor",
+    "ForecastingMetrics",
+    "ForecastingOutput",
+    "ForecastingTask",
+    "PolyheadForForecasting",
+    "seasonal_naive",
+]
+
+AutoConfig.register(ForecastingConfig.model_type, ForecastingConfig)
+AutoModel.register(ForecastingConfig, PolyheadForForecasting)
+AutoFeatureExtractor.register(ForecastingConfig, ForecastingFeatureExtractor)
+
+_DATA_KEYS = ("source", "time_column", "target_columns", "fill_missing", "val_fraction", "test_fraction", "train_stride", "eval_stride")
+
+
+@register_task("forecasting")
+class ForecastingTask(Task):
+    """Forecast the next ``horizon`` steps of one or more series."""
+
+    name = "forecasting"
+    pipeline_task = "time-series-forecasting"
+    config_class = ForecastingConfig
+    model_class = PolyheadForForecasting
+    processor_class = ForecastingFeatureExtractor
+    default_config = "forecasting/patchtst_co2.py"
+    best_metric = "loss"
+    greater_is_better = False
+
+    @staticmethod
+    def _check_data_section(data_section: Mapping[str, Any]) -> None:
+        for key in data_section:
+            if key not in _DATA_KEYS:
+                raise ConfigError(f"data.{key} is not a forecasting data option.{did_you_mean(key, _DATA_KEYS)} Options: {', '.join(_DATA_KEYS)}.")
+
+    def build_config(self, model_section: Mapping[str, Any], data_section: Mapping[str, Any]) -> ForecastingConfig:
+        self._check_data_section(data_section)
+        section = dict(model_section)
+        source = data_section.get("source", "co2_weekly")
+        default_time, default_targets = (EMBEDDED_SERIES[source][1:] if isinstance(source, str) and source in EMBEDDED_SERIES else (None, None))
+        targets = list(data_section.get("target_columns") or default_targets or section.get("target_columns") or [])
+        if not targets:
+            raise ConfigError("data.target_columns must name the column(s) to forecast.")
+        section.setdefault("target_columns", targets)
+        section.setdefault("num_channels", len(targets))
+        section.setdefault("time_column", data_section.get("time_column", default_time))
+        return ForecastingConfig.from_model_section(section)
+
+    def build_processor(self, config: ForecastingConfig) -> ForecastingFeatureExtractor:
+        return ForecastingFeatureExtractor.from_config(config)
+
+    def build_data(self, data_section: Mapping[str, Any], config: ForecastingConfig) -> TaskData:
+        self._check_data_section(data_section)
+        source = data_section.get("source", "co2_weekly")
+        series = prepare_series(
+            load_table(source),
+            time_column=config.time_column,
+            target_columns=config.target_columns,
+            fill_missing=data_section.get("fill_missing", "interpolate"),
+        )
+        if config.freq is None and series.freq is not None:
+            config.freq = series.freq
+        split = split_by_time(
+            len(series.values),
+            context_length=config.context_length,
+            horizon=config.horizon,
+            val_fraction=float(data_section.get("val_fraction", 0.1)),
+            test_fraction=float(data_section.get("test_fraction", 0.2)),
+        )
+        windows = {
+            name: ForecastingWindows(
+                series.values,
+                context_length=config.context_length,
+                horizon=config.horizon,
+                target_range=getattr(split, name),
+                stride=int(data_section.get("train_stride" if name == "train" else "eval_stride", 1)),
+            )
+            for name in ("train", "validation", "test")
+        }
+        stamps = series.timestamps
+
+        def when(step: int) -> str | int:
+            return str(stamps[step].date()) if stamps is not None else step
+
+        description = {
+            "source": str(source),
+            "target_columns": config.target_columns,
+            "steps": len(series.values),
+            "splits": {
+                name: {"targets_from": when(start), "targets_to": when(end - 1), "windows": len(windows[name])}
+                for name, (start, end) in (("train", split.train), ("validation", split.validation), ("test", split.test))
+            },
+        }
+        return TaskData(**windows, description=description)
+
+    def build_metrics(self, config: ForecastingConfig) -> ForecastingMetrics:
+        return ForecastingMetrics(seasonal_period=config.seasonal_period, quantiles=config.head.get("quantiles", ()))
+
+    def baselines(self, data: TaskData, config: ForecastingConfig) -> dict[str, dict[str, float]]:
+        return {
+            "seasonal_naive": ForecastingMetrics.of_baseline(
+                data.test, horizon=config.horizon, period=config.seasonal_period
+            )
+        }
