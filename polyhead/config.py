@@ -59,7 +59,13 @@ def parse_cfg_options(options: Sequence[str]) -> dict[str, Any]:
             pass
 
         ns = _Namespace()
-        action(None, ns, [option])
+        try:
+            action(None, ns, [option])
+        except (AssertionError, RecursionError, ValueError, SyntaxError):
+            raise ConfigError(
+                f"Could not parse --cfg-options {option!r}; values are numbers, strings, None, True/False or "
+                "lists like [1,2]; set nested keys one by one (model.backbone.dim=64)."
+            ) from None
         parsed.update(ns.cfg_options)
     return parsed
 

@@ -18,14 +18,22 @@ from safetensors import SafetensorError
 
 from .errors import ModelLoadError
 
-__all__ = ["AutoModel", "check_model_dir", "load_processor", "read_config_dict", "task_of"]
+__all__ = ["AutoModel", "check_model_dir", "looks_local", "load_processor", "read_config_dict", "task_of"]
 
 WEIGHTS_NAME = "model.safetensors"
+
+
+def looks_local(name_or_path: str | os.PathLike) -> bool:
+    """``True`` for things that can only be a local path (Hub ids are ``name`` or ``org/name``)."""
+    text = str(name_or_path)
+    return Path(text).is_absolute() or text.startswith((".", "~")) or text.count("/") > 1 or "\\" in text
 
 
 def read_config_dict(model_dir: str | os.PathLike) -> dict[str, Any]:
     """Read and check ``config.json`` of a local polyhead model dir."""
     path = Path(model_dir)
+    if not path.exists():
+        raise ModelLoadError(f"{path} does not exist; expected a polyhead model dir (config.json + {WEIGHTS_NAME}) or a Hub repo id 'org/name'.")
     if not path.is_dir():
         raise ModelLoadError(f"{path} is not a directory; expected a polyhead model dir (config.json + {WEIGHTS_NAME}).")
     config_file = path / "config.json"
@@ -79,11 +87,18 @@ class AutoModel:
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any):
         import polyhead  # noqa: F401  (registers the Auto classes)
 
-        if Path(name_or_path).exists():
+        if Path(name_or_path).exists() or looks_local(name_or_path):
             check_model_dir(name_or_path)
         kwargs.pop("output_loading_info", None)
         try:
             model, info = transformers.AutoModel.from_pretrained(str(name_or_path), output_loading_info=True, **kwargs)
+        except RuntimeError as err:  # transformers raises this for tensors of the wrong shape
+            if "mismatch" not in str(err):
+                raise
+            raise ModelLoadError(
+                f"The weights in {name_or_path!s} do not match its config: some tensors have other shapes "
+                "than config.json implies (was config.json edited, or the weights taken from another model?)."
+            ) from None
         except (SafetensorError, OSError, ValueError, KeyError) as err:
             raise ModelLoadError(f"Could not load a polyhead model from {name_or_path!s}: {err}") from None
         problems = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}

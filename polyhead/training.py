@@ -287,6 +287,9 @@ class Trainer:
             grad_accum=args.grad_accum, precision=args.precision, log_with=args.log_with, project_dir=self.output_dir
         )
         set_seed(args.seed)
+        available = ["loss"] + (metrics.names() if metrics is not None else [])
+        if args.best_metric not in available:
+            raise ConfigError(f"train.best_metric {args.best_metric!r} is not computed; available: {sorted(available)}.")
         self.metrics = metrics
         self.processor = processor
         self.callbacks = list(callbacks)

@@ -23,6 +23,10 @@ __all__ = ["Task", "TaskData", "Metrics"]
 class Metrics(Protocol):
     """Accumulates a task's metrics over gathered batches."""
 
+    def names(self) -> list[str]:
+        """Names of the metrics :meth:`compute` returns."""
+        ...
+
     def reset(self) -> None: ...
 
     def select(self, outputs: Any, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -26,6 +26,7 @@ from polyhead.validation import look_up_option
 
 __all__ = [
     "EMBEDDED_SERIES",
+    "infer_freq",
     "SeriesData",
     "ForecastingWindows",
     "TimeSplit",
@@ -45,6 +46,13 @@ _FILL = ("interpolate", "ffill", "error")
 def _embedded_path(name: str) -> Path:
     filename = EMBEDDED_SERIES[name][0]
     return Path(str(resources.files("polyhead") / "assets" / filename))
+
+
+def infer_freq(index: pd.DatetimeIndex) -> str | None:
+    """The pandas frequency alias of a regular index (``"W-SAT"``), or ``None``."""
+    if len(index) < 3:
+        return None
+    return pd.DatetimeIndex(index, freq="infer").freqstr
 
 
 def load_table(source: Any) -> datasets.Dataset:
@@ -125,7 +133,7 @@ def prepare_series(
             dup = frame.loc[frame[time_column].duplicated(), time_column].iloc[0]
             raise DataError(f"Time column {time_column!r} has duplicate timestamps, e.g. {dup}.")
         timestamps = pd.DatetimeIndex(frame[time_column])
-        freq = pd.infer_freq(timestamps) if len(timestamps) >= 3 else None
+        freq = infer_freq(timestamps)
     targets = frame[list(target_columns)]
     bad = [c for c in targets.columns if not pd.api.types.is_numeric_dtype(targets[c]) or pd.api.types.is_bool_dtype(targets[c])]
     if bad:

@@ -36,6 +36,9 @@ class ForecastingMetrics:
         self.quantiles = torch.tensor(list(quantiles), dtype=torch.float32)
         self.reset()
 
+    def names(self) -> list[str]:
+        return ["mae", "mse", "mase", "smape"] + (["quantile_loss"] if self.quantiles.numel() else [])
+
     def reset(self) -> None:
         self._mae = MeanAbsoluteError()
         self._mse = MeanSquaredError()

@@ -19,6 +19,8 @@ from transformers import BatchFeature, FeatureExtractionMixin
 
 from polyhead.errors import InputError
 
+from .data import infer_freq
+
 __all__ = ["ForecastingFeatureExtractor", "SeriesInput", "is_single_series"]
 
 
@@ -154,7 +156,8 @@ class ForecastingFeatureExtractor(FeatureExtractionMixin):
         if values.shape[1] != self.num_channels:
             raise InputError(
                 f"This model forecasts {self.num_channels} channel(s) {self.target_columns}; "
-                f"the history has {values.shape[1]}."
+                f"the history has {values.shape[1]} (a 2-D history is (steps, channels); pass a batch as a list "
+                "or a 3-D array (batch, steps, channels))."
             )
         if values.shape[0] < self.context_length:
             raise InputError(
@@ -176,7 +179,7 @@ class ForecastingFeatureExtractor(FeatureExtractionMixin):
         """Timestamps of the ``horizon`` steps after ``index``, or ``None`` if unknown."""
         if index is None or len(index) == 0:
             return None
-        freq = index.freq or (pd.infer_freq(index) if len(index) >= 3 else None) or self.freq
+        freq = index.freq or infer_freq(index) or self.freq
         if freq is None:
             return None
         return pd.date_range(start=index[-1], periods=horizon + 1, freq=freq)[1:]

@@ -1,0 +1,122 @@
+"""The time-series-forecasting pipeline: default model, explicit dirs, every input form, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import transformers
+
+import polyhead
+from polyhead.errors import InputError, ModelLoadError, UnknownNameError
+from polyhead.pipelines import TimeSeriesForecastingPipeline, default_model_dir
+
+
+@pytest.fixture(scope="module")
+def co2() -> pd.Series:
+    frame = pd.read_csv(default_model_dir("time-series-forecasting").parent.parent / "assets" / "co2_weekly.csv", parse_dates=["date"])
+    return frame.set_index("date")["co2"].interpolate().asfreq("W-SAT")
+
+
+@pytest.fixture(scope="module")
+def fc():
+    return polyhead.pipeline("time-series-forecasting")
+
+
+def test_default_model_is_embedded_and_trained(fc):
+    assert isinstance(fc, TimeSeriesForecastingPipeline)
+    assert fc.model.config.target_columns == ["co2"]
+    assert fc.model.name_or_path == str(default_model_dir("time-series-forecasting"))
+    # its committed metrics come from `polyhead train` and beat the baseline
+    import json
+
+    metrics = json.loads((default_model_dir("time-series-forecasting") / "metrics.json").read_text())
+    assert metrics["test"]["mae"] < metrics["baselines"]["seasonal_naive"]["mae"]
+
+
+def test_series_with_time_index(fc, co2):
+    out = fc(co2)
+    horizon = fc.model.config.horizon
+    assert out["target_columns"] == ["co2"]
+    assert len(out["forecast"]["co2"]) == horizon
+    assert set(out["quantiles"]["co2"]) == {"0.1", "0.5", "0.9"}
+    lo, mid, hi = (np.array(out["quantiles"]["co2"][q]) for q in ("0.1", "0.5", "0.9"))
+    assert (lo <= hi).all() and np.allclose(mid, out["forecast"]["co2"])
+    assert out["timestamps"][0] == "2002-01-05T00:00:00" and len(out["timestamps"]) == horizon
+    # a sensible CO2 forecast: next year's level is near the last year's, plus the trend
+    assert abs(np.mean(out["forecast"]["co2"]) - co2[-52:].mean()) < 5
+
+
+@pytest.mark.parametrize("form", ["numpy-1d", "numpy-2d", "list", "rows", "tensor", "frame", "frame-time-column"])
+def test_every_input_form_gives_the_same_forecast(fc, co2, form):
+    values = co2.to_numpy()
+    converted = {
+        "numpy-1d": lambda: values,
+        "numpy-2d": lambda: values[:, None],
+        "list": lambda: values.tolist(),
+        "rows": lambda: [[v] for v in values.tolist()],
+        "tensor": lambda: torch.tensor(values),
+        "frame": lambda: co2.to_frame(),
+        "frame-time-column": lambda: co2.rename_axis("date").reset_index(),
+    }[form]()
+    out = fc(converted)
+    np.testing.assert_allclose(out["forecast"]["co2"], fc(co2)["forecast"]["co2"], rtol=1e-5)
+    assert ("timestamps" in out) == form.startswith("frame")
+
+
+def test_batches(fc, co2):
+    outs = fc([co2, co2[:-52], co2.to_numpy()[:-104]])
+    assert isinstance(outs, list) and len(outs) == 3
+    assert outs[0]["timestamps"][0] == "2002-01-05T00:00:00"
+    assert outs[1]["timestamps"][0] == "2001-01-06T00:00:00"
+    stacked = fc(np.stack([co2.to_numpy()[-200:], co2.to_numpy()[-300:-100]])[..., None])  # (batch, steps, channels)
+    assert len(stacked) == 2
+    assert stacked[0]["forecast"] == fc(co2.to_numpy()[-200:])["forecast"]
+
+
+def test_explicit_model_dir_and_transformers_pipeline(co2):
+    path = str(default_model_dir("time-series-forecasting"))
+    ours = polyhead.pipeline("forecasting", model=path)
+    theirs = transformers.pipeline("time-series-forecasting", model=path)
+    assert type(theirs) is TimeSeriesForecastingPipeline
+    assert ours(co2)["forecast"] == theirs(co2)["forecast"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (lambda s: s[:50], "has 50 steps; this model needs at least 104"),
+        (lambda s: np.full(200, np.nan), "contain NaN or infinite values"),
+        (lambda s: s.to_numpy().copy().__setitem__(-1, np.inf) or None, None),
+        (lambda s: np.zeros((200, 2)), r"forecasts 1 channel\(s\) \['co2'\]; the history has 2 "),
+        (lambda s: np.zeros((2, 200)), r"the history has 200 \(a 2-D history is \(steps, channels\)"),
+        (lambda s: pd.DataFrame({"x": ["a"] * 200}), "non-numeric column"),
+        (lambda s: pd.DataFrame({"x": np.ones(200), "y": np.ones(200)}), r"Expected the target columns \['co2'\]"),
+        (lambda s: "hello", "got str"),
+        (lambda s: [], "empty history"),
+        (lambda s: [[1.0, 2.0], [3.0]], "ragged or non-numeric"),
+        (lambda s: np.array(["a"] * 200), "must be numeric"),
+        (lambda s: np.zeros((2, 3, 4, 5)), r"must be 1-D \(steps,\) or 2-D"),
+    ],
+)
+def test_bad_inputs(fc, co2, bad, message):
+    value = bad(co2)
+    if message is None:  # an inf in the history
+        value = co2.to_numpy().copy()
+        value[-1] = np.inf
+        message = "contain NaN or infinite values"
+    with pytest.raises(InputError, match=message):
+        fc(value)
+
+
+def test_bad_pipeline_arguments(tmp_path, fc, co2):
+    with pytest.raises(UnknownNameError, match="Unknown pipeline task 'segmentaton'"):
+        polyhead.pipeline("segmentaton")
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        polyhead.pipeline("forecasting", model=str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="has no config.json"):
+        polyhead.pipeline("forecasting", model=str(tmp_path / "empty"))
+    with pytest.raises(InputError, match="Unknown pipeline argument"):
+        fc(co2, horizon=3)
