@@ -15,7 +15,7 @@ from transformers import AutoModel
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from polyhead.errors import ConfigError, ModelLoadError, UnknownNameError, did_you_mean
-from polyhead.loading import AutoModel as PolyheadAutoModel, check_model_dir, load_processor
+from polyhead.loading import AutoModel as PolyheadAutoModel, check_model_dir, load_processor, task_of
 
 from .forecasting import TimeSeriesForecastingPipeline
 
@@ -49,15 +49,16 @@ def pipeline(task: str, model: str | Path | None = None, *, backend: str = "torc
     Args:
         task: a pipeline task (``"time-series-forecasting"``) or its task alias (``"forecasting"``).
         model: a model dir or Hub repo id; ``None`` loads the embedded default model.
-        backend: ``"torch"`` (ONNX Runtime comes with the export feature).
+        backend: ``"torch"``, or ``"onnx"`` to run the exported ``model.onnx`` in ONNX Runtime
+            with the same pre- and post-processing.
         **kwargs: passed to ``transformers.pipeline``.
     """
     task = _ALIASES.get(task, task)
     if task not in PIPELINES:
         known = sorted(PIPELINES) + sorted(_ALIASES)
         raise UnknownNameError(f"Unknown pipeline task {task!r}.{did_you_mean(task, known)} Known: {', '.join(known)}.")
-    if backend != "torch":
-        raise ConfigError(f"backend must be 'torch', got {backend!r}.")
+    if backend not in ("torch", "onnx"):
+        raise ConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}.")
     if model is None:
         model = default_model_dir(task)
         if not (model / "config.json").is_file():
@@ -66,7 +67,19 @@ def pipeline(task: str, model: str | Path | None = None, *, backend: str = "torc
         name = str(model)
         if Path(name).exists():
             check_model_dir(name)
-        model_obj = PolyheadAutoModel.from_pretrained(name)
+        if backend == "onnx":
+            from polyhead.export import OnnxModel
+
+            if not Path(name).is_dir():
+                from huggingface_hub import snapshot_download
+
+                name = snapshot_download(name)
+            model_obj = OnnxModel(name)
+        else:
+            model_obj = PolyheadAutoModel.from_pretrained(name)
+        expected = PIPELINES[task][1]
+        if task_of({"model_type": model_obj.config.model_type}) != expected:
+            raise ConfigError(f"{name} is a {model_obj.config.model_type} model; the {task!r} pipeline needs a polyhead-{expected} model.")
         kwargs.setdefault("feature_extractor", load_processor(name))
         model = model_obj
     return transformers.pipeline(task, model=model, **kwargs)

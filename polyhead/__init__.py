@@ -10,8 +10,9 @@ __version__ = "0.1.0"
 
 from . import errors, registry  # noqa: E402  (registries exist before parts register)
 from . import backbones, heads, tasks  # noqa: E402,F401
+from .export import OnnxModel, export_onnx  # noqa: E402
 from .loading import AutoModel  # noqa: E402
 from .pipelines import pipeline  # noqa: E402
 from .workflows import evaluate_model_dir, train  # noqa: E402
 
-__all__ = ["AutoModel", "pipeline", "train", "evaluate_model_dir", "errors", "registry", "__version__"]
+__all__ = ["AutoModel", "OnnxModel", "export_onnx", "pipeline", "train", "evaluate_model_dir", "errors", "registry", "__version__"]

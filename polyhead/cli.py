@@ -47,11 +47,36 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .workflows import evaluate_model_dir
 
-    report = evaluate_model_dir(args.model_dir, data=args.data, split=args.split, batch_size=args.batch_size)
+    report = evaluate_model_dir(args.model_dir, data=args.data, split=args.split, batch_size=args.batch_size, backend=args.backend)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
         print(metrics_table(report["metrics"], report["baselines"]))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import REPORT_NAME, export_onnx
+
+    report = export_onnx(args.model_dir, quantize=args.quantize, atol=args.atol, rtol=args.rtol)
+    rows = [["input sizes", "output", "max abs diff", "max rel diff", "ok"]]
+    for row in report["parity"]:
+        for name, diff in row["outputs"].items():
+            rows.append([str(row["shapes"]), name, f"{diff['max_abs_diff']:.3g}", f"{diff['max_rel_diff']:.3g}", "yes" if diff["within_tolerance"] else "NO"])
+    print(f"Exported {Path(args.model_dir) / 'model.onnx'} ({report['file_bytes'] / 1e6:.2f} MB, opset {report['opset']}, "
+          f"dynamic axes {report['dynamic_axes']}) in {report['export_seconds']} s")
+    print(f"Parity with PyTorch (tolerance {report['tolerance']['rule']}, atol={report['tolerance']['atol']}, rtol={report['tolerance']['rtol']}):")
+    print(_table(rows))
+    for batch, lat in report["latency"].items():
+        print(f"{batch}: eager {lat['eager_ms']} ms, ONNX Runtime {lat['onnx_ms']} ms ({lat['speedup']}x)")
+    if "int8" in report:
+        int8 = report["int8"]
+        for batch, lat in int8["latency"].items():
+            print(f"int8 {batch}: ONNX Runtime {lat['onnx_ms']} ms ({lat['speedup']}x eager)")
+        if "test_metrics" in int8:
+            change = ", ".join(f"{k} {v:+.2%}" for k, v in int8["test_metrics"]["relative_change"].items())
+            print(f"int8 test metrics vs fp32: {change}")
+    print(f"Report: {Path(args.model_dir) / REPORT_NAME}")
     return 0
 
 
@@ -125,8 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="data source replacing the training data (file or folder)")
     p.add_argument("--split", default="test", choices=["test", "validation"])
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="run PyTorch or the exported model.onnx")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("export", help="export a model to ONNX and check its parity with PyTorch",
+                       description="Write MODEL_DIR/model.onnx (dynamic batch), run ONNX Runtime against PyTorch on "
+                       "fresh inputs of other sizes, fail if they differ beyond the tolerance, and write onnx_report.json.")
+    p.add_argument("model_dir")
+    p.add_argument("--quantize", choices=["int8"], help="also write a dynamic-int8 model.int8.onnx with its own report")
+    p.add_argument("--atol", type=float, help="absolute tolerance (default: the task's, 1e-4)")
+    p.add_argument("--rtol", type=float, help="relative tolerance (default: the task's, 1e-5)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("predict", help="run a model's pipeline on an input file and print JSON",
                        description="Run the model's pipeline on INPUT (.csv/.parquet/.json) and print the result as JSON.")

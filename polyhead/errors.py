@@ -18,6 +18,7 @@ __all__ = [
     "InputError",
     "ModelLoadError",
     "DataError",
+    "ExportError",
     "did_you_mean",
 ]
 
@@ -50,3 +51,7 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""``."""
     close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
     return f" Did you mean {close[0]!r}?" if close else ""
+
+
+class ExportError(PolyheadError, RuntimeError):
+    """Exporting a model to ONNX failed, or the exported graph does not match PyTorch."""

@@ -234,14 +234,15 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, *, metrics: Any, accele
     loss_sum, count = 0.0, 0
     for batch in loader:
         outputs = model(**batch)
-        batch_size = next(iter(batch.values())).shape[0]
-        losses = accelerator.gather_for_metrics(outputs.loss.detach().float().reshape(1).expand(batch_size))
-        loss_sum += float(losses.sum())
-        count += losses.numel()
+        if outputs.loss is not None:  # an ONNX-backed model returns no loss
+            batch_size = next(iter(batch.values())).shape[0]
+            losses = accelerator.gather_for_metrics(outputs.loss.detach().float().reshape(1).expand(batch_size))
+            loss_sum += float(losses.sum())
+            count += losses.numel()
         if metrics is not None:
             metrics.update(accelerator.gather_for_metrics(metrics.select(outputs, batch)))
     model.train(was_training)
-    result = {"loss": loss_sum / max(count, 1)}
+    result = {"loss": loss_sum / count} if count else {}
     if metrics is not None:
         result.update(metrics.compute())
     return result

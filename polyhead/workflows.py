@@ -139,6 +139,8 @@ def evaluate_model_dir(
     data: str | None = None,
     split: str = "test",
     batch_size: int = 64,
+    backend: str = "torch",
+    onnx_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate a saved model on a split of its training data, or of ``data``.
 
@@ -147,6 +149,7 @@ def evaluate_model_dir(
         data: a data source replacing the training config's ``data.source``.
         split: ``"test"`` or ``"validation"``.
         batch_size: evaluation batch size.
+        backend: ``"torch"`` or ``"onnx"`` (the exported ``model.onnx``, or ``onnx_file``).
     """
     config_dict = check_model_dir(model_dir)
     if split not in ("test", "validation"):
@@ -160,12 +163,19 @@ def evaluate_model_dir(
         raise ModelLoadError(f"{model_dir} has no {TRAINING_CONFIG_NAME}; pass --data to say what to evaluate on.")
     if data is not None:
         data_section["source"] = data
-    model = AutoModel.from_pretrained(model_dir)
+    if backend not in ("torch", "onnx"):
+        raise ConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}.")
+    if backend == "onnx":
+        from .export import OnnxModel
+
+        model = OnnxModel(model_dir, file=onnx_file)
+    else:
+        model = AutoModel.from_pretrained(model_dir)
     task_data = task.build_data(data_section, model.config)
     acc = make_accelerator()
     loader = acc.prepare(DataLoader(getattr(task_data, split), batch_size=batch_size, collate_fn=task_data.collate_fn))
-    metrics = evaluate(acc.prepare(model), loader, metrics=task.build_metrics(model.config), accelerator=acc)
-    return {"model": str(model_dir), "split": split, "metrics": metrics, "baselines": task.baselines(task_data, model.config) if split == "test" else {}, "data": task_data.description}
+    metrics = evaluate(model if backend == "onnx" else acc.prepare(model), loader, metrics=task.build_metrics(model.config), accelerator=acc)
+    return {"model": str(model_dir), "backend": backend, "split": split, "metrics": metrics, "baselines": task.baselines(task_data, model.config) if split == "test" else {}, "data": task_data.description}
 
 
 def load_for_inference(model_dir: str | Path):

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from polyhead.configuration import PolyheadConfig
+from polyhead.export import ExportSpec
 from polyhead.modeling import PolyheadPreTrainedModel
 
 __all__ = ["Task", "TaskData", "Metrics"]
@@ -80,6 +81,15 @@ class Task:
         raise NotImplementedError
 
     def build_metrics(self, config: PolyheadConfig) -> Metrics:
+        raise NotImplementedError
+
+    def export_spec(self, config: PolyheadConfig) -> "ExportSpec":
+        """What ``polyhead export`` feeds the network and which axes are dynamic."""
+        raise NotImplementedError
+
+    @classmethod
+    def example_config(cls) -> PolyheadConfig:
+        """A tiny config of this task (tests parametrised over the task registry use it)."""
         raise NotImplementedError
 
     def baselines(self, data: TaskData, config: PolyheadConfig) -> dict[str, dict[str, float]]:

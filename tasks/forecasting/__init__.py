@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
 from polyhead.errors import ConfigError, did_you_mean
+from polyhead.export import ExportSpec
 from polyhead.registry import register_task
 
 from .._base import Task, TaskData
@@ -115,6 +117,30 @@ class ForecastingTask(Task):
 
     def build_metrics(self, config: ForecastingConfig) -> ForecastingMetrics:
         return ForecastingMetrics(seasonal_period=config.seasonal_period, quantiles=config.head.get("quantiles", ()))
+
+    def export_spec(self, config: ForecastingConfig) -> ExportSpec:
+        """Dynamic batch; the context length and channels are fixed by the flatten head."""
+        outputs = ["prediction"] + (["quantile_predictions"] if config.head.get("quantiles") else [])
+
+        def make_inputs(sizes: Mapping[str, int]) -> dict[str, torch.Tensor]:
+            level = torch.randn(sizes["batch"], 1, config.num_channels) * 10
+            return {"past_values": level + torch.randn(sizes["batch"], config.context_length, config.num_channels)}
+
+        return ExportSpec(
+            input_names=["past_values"],
+            output_names=outputs,
+            output_class=ForecastingOutput,
+            make_inputs=make_inputs,
+            dynamic_axes={"past_values": {0: "batch"}},
+        )
+
+    @classmethod
+    def example_config(cls) -> ForecastingConfig:
+        return ForecastingConfig(
+            context_length=32, horizon=8, num_channels=2, target_columns=["a", "b"], patch_length=8, patch_stride=4,
+            backbone={"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "max_length": 16},
+            head={"type": "forecast", "quantiles": [0.1, 0.5, 0.9]},
+        )
 
     def baselines(self, data: TaskData, config: ForecastingConfig) -> dict[str, dict[str, float]]:
         return {

@@ -1,0 +1,148 @@
+"""ONNX export of every registered task: the parity gate, the ONNX Runtime model, and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import polyhead
+from polyhead import registry
+from polyhead.errors import ExportError, InputError, ModelLoadError
+from polyhead.export import INT8_NAME, ONNX_NAME, REPORT_NAME, OnnxModel, export_onnx
+from polyhead.pipelines import default_model_dir
+
+TASKS = registry.names(registry.TASKS)
+
+
+@pytest.fixture(scope="module", params=TASKS)
+def exported(request, tmp_path_factory):
+    """A tiny model of each task, saved and exported (module scope: export once per task)."""
+    task = registry.get(registry.TASKS, request.param)
+    torch.manual_seed(0)
+    model = task.model_class(task.example_config()).eval()
+    model_dir = tmp_path_factory.mktemp(request.param) / "model"
+    model.save_pretrained(model_dir)
+    report = export_onnx(model_dir)
+    return task, model, model_dir, report
+
+
+def test_report_and_file(exported):
+    task, _, model_dir, report = exported
+    assert report["passed"] and (model_dir / ONNX_NAME).is_file()
+    assert json.loads((model_dir / REPORT_NAME).read_text()) == report
+    assert report["opset"] == 18 and report["tolerance"]["atol"] == pytest.approx(1e-4)
+    traced = {r["sizes"]["batch"] for r in report["parity"]}
+    assert {1, 3, 8} <= traced  # batch 1, and sizes other than the traced example (2)
+    for row in report["parity"]:
+        for diff in row["outputs"].values():
+            assert diff["within_tolerance"] and diff["max_abs_diff"] < 1e-3
+    assert {"batch_1", "batch_32"} == set(report["latency"])
+    assert set(report["versions"]) >= {"polyhead", "torch", "onnxruntime"}
+    assert not list(model_dir.glob(".onnx-*")), "temporary export folder left behind"
+
+
+def test_dynamic_axes_are_symbolic(exported):
+    task, model, model_dir, report = exported
+    graph = onnx.load(str(model_dir / ONNX_NAME)).graph
+    spec = task().export_spec(model.config)
+    inputs = {i.name: i for i in graph.input}
+    for name, axes in spec.dynamic_axes.items():
+        dims = inputs[name].type.tensor_type.shape.dim
+        for axis, size_name in axes.items():
+            assert dims[axis].dim_param == size_name
+    for output in graph.output:
+        assert output.type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert [i.name for i in graph.input] == spec.input_names and [o.name for o in graph.output] == spec.output_names
+
+
+def test_onnx_model_matches_pytorch(exported):
+    task, model, model_dir, _ = exported
+    spec = task().export_spec(model.config)
+    onnx_model = OnnxModel(model_dir)
+    inputs = spec.make_inputs({"batch": 5})
+    got, want = onnx_model(**inputs), model(**inputs)
+    assert type(got) is type(want) and got.loss is None
+    for name in spec.output_names:
+        torch.testing.assert_close(getattr(got, name), getattr(want, name).detach(), atol=1e-4, rtol=1e-5)
+
+
+def test_onnx_model_rejects_bad_inputs(exported):
+    task, model, model_dir, _ = exported
+    spec = task().export_spec(model.config)
+    onnx_model = OnnxModel(model_dir)
+    good = spec.make_inputs({"batch": 2})
+    name = spec.input_names[0]
+    with pytest.raises(InputError, match="must have .* dimensions"):
+        onnx_model(**{**good, name: good[name][0]})
+    with pytest.raises(InputError, match="Missing input"):
+        onnx_model()
+    if good[name].is_floating_point():
+        with pytest.raises(InputError, match="must be float32, got int64"):
+            onnx_model(**{**good, name: good[name].long()})
+
+
+def test_broken_and_foreign_onnx_files(exported, tmp_path):
+    task, model, model_dir, _ = exported
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    data = (broken / ONNX_NAME).read_bytes()
+    (broken / ONNX_NAME).write_bytes(data[: len(data) // 3])
+    with pytest.raises(ModelLoadError, match="ONNX Runtime cannot load"):
+        OnnxModel(broken)
+    foreign = tmp_path / "foreign"
+    shutil.copytree(model_dir, foreign)
+    x = torch.randn(2, 3)
+    torch.onnx.export(torch.nn.Linear(3, 1), (x,), str(foreign / ONNX_NAME), input_names=["x"], output_names=["y"], dynamo=False)
+    with pytest.raises(ModelLoadError, match="does not belong to this model"):
+        OnnxModel(foreign)
+    (foreign / ONNX_NAME).unlink()
+    with pytest.raises(ModelLoadError, match="run `polyhead export"):
+        OnnxModel(foreign)
+
+
+def test_export_refuses_non_polyhead_dirs(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        export_onnx(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        export_onnx(tmp_path / "empty")
+
+
+def test_parity_failure_is_an_error_and_writes_nothing(tmp_path):
+    model_dir = tmp_path / "m"
+    shutil.copytree(default_model_dir("time-series-forecasting"), model_dir)
+    with pytest.raises(ExportError, match=r"differs from PyTorch beyond atol=1e-12.*for input shapes"):
+        export_onnx(model_dir, atol=1e-12, rtol=0.0)
+    assert not (model_dir / ONNX_NAME).exists() and not (model_dir / REPORT_NAME).exists()
+
+
+@pytest.mark.slow
+def test_default_forecaster_int8_and_onnx_pipeline(tmp_path):
+    model_dir = tmp_path / "m"
+    shutil.copytree(default_model_dir("time-series-forecasting"), model_dir)
+    report = export_onnx(model_dir, quantize="int8")
+    int8 = report["int8"]
+    assert (model_dir / INT8_NAME).is_file()
+    assert set(int8["test_metrics"]) == {"fp32", "int8", "relative_change"}
+    assert abs(int8["test_metrics"]["relative_change"]["mae"]) < 0.05
+
+    history = np.linspace(330, 340, 200) + np.sin(np.arange(200) / 52 * 2 * np.pi)
+    torch_out = polyhead.pipeline("forecasting", model=str(model_dir))(history)
+    onnx_pipe = polyhead.pipeline("forecasting", model=str(model_dir), backend="onnx")
+    assert isinstance(onnx_pipe.model, OnnxModel)
+    onnx_out = onnx_pipe(history)
+    np.testing.assert_allclose(onnx_out["forecast"]["co2"], torch_out["forecast"]["co2"], atol=1e-3, rtol=1e-5)
+    assert onnx_out["quantiles"].keys() == torch_out["quantiles"].keys()
+    with pytest.raises(InputError, match="needs at least 104"):
+        onnx_pipe(history[:50])
+
+    from polyhead.workflows import evaluate_model_dir
+
+    torch_metrics = evaluate_model_dir(model_dir)["metrics"]
+    onnx_metrics = evaluate_model_dir(model_dir, backend="onnx")["metrics"]
+    assert onnx_metrics["mae"] == pytest.approx(torch_metrics["mae"], rel=1e-4)
