@@ -15,7 +15,7 @@ from transformers import AutoModel
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from polyhead.errors import ConfigError, ModelLoadError, UnknownNameError, did_you_mean
-from polyhead.loading import AutoModel as PolyheadAutoModel, check_model_dir, load_processor, task_of
+from polyhead.loading import AutoModel as PolyheadAutoModel, check_model_dir, load_processor, looks_local, task_of
 
 from .forecasting import TimeSeriesForecastingPipeline
 
@@ -67,13 +67,14 @@ def pipeline(task: str, model: str | Path | None = None, *, backend: str = "torc
         name = str(model)
         if Path(name).exists():
             check_model_dir(name)
+        elif not looks_local(name):  # a Hub repo id: config.json checked first, then the snapshot (or the cached one)
+            from polyhead.hub import hub_model_dir
+
+            hub = {k: kwargs.pop(k) for k in ("revision", "token") if k in kwargs}
+            name = str(hub_model_dir(name, include_onnx=backend == "onnx", **hub))
         if backend == "onnx":
             from polyhead.export import OnnxModel
 
-            if not Path(name).is_dir():
-                from huggingface_hub import snapshot_download
-
-                name = snapshot_download(name)
             model_obj = OnnxModel(name)
         else:
             model_obj = PolyheadAutoModel.from_pretrained(name)

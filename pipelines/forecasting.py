@@ -37,15 +37,24 @@ class TimeSeriesForecastingPipeline(Pipeline):
     _load_tokenizer = False
 
     def __call__(self, inputs: Any, **kwargs: Any) -> Any:
+        if isinstance(inputs, (np.ndarray, torch.Tensor)) and inputs.ndim > 3:
+            raise InputError(
+                f"Expected one history (steps,) / (steps, channels) or a batch (batch, steps, channels), "
+                f"got a {inputs.ndim}-D array of shape {tuple(inputs.shape)}."
+            )
         if isinstance(inputs, (np.ndarray, torch.Tensor)) and inputs.ndim == 3:
-            inputs = list(inputs)
+            batch = list(inputs)
         elif is_single_series(inputs):
             if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
                 raise InputError("Got an empty history.")
             return super().__call__([inputs], **kwargs)[0]
-        if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
+        elif isinstance(inputs, (list, tuple)):
+            batch = list(inputs)
+        else:
+            batch = [inputs]  # an unsupported type: preprocess says what was expected
+        if not batch:
             raise InputError("Got an empty batch of histories.")
-        return super().__call__(list(inputs), **kwargs)
+        return super().__call__(batch, **kwargs)
 
     def _sanitize_parameters(self, **kwargs: Any):
         if kwargs:

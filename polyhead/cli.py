@@ -1,4 +1,4 @@
-"""The ``polyhead`` command: train, evaluate, predict, list."""
+"""The ``polyhead`` command: train, evaluate, export, push, predict, list."""
 
 from __future__ import annotations
 
@@ -77,6 +77,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
             change = ", ".join(f"{k} {v:+.2%}" for k, v in int8["test_metrics"]["relative_change"].items())
             print(f"int8 test metrics vs fp32: {change}")
     print(f"Report: {Path(args.model_dir) / REPORT_NAME}")
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    import os
+
+    from .errors import ConfigError
+    from .hub import push_to_hub
+
+    token = None
+    if args.token_env:
+        token = os.environ.get(args.token_env) or None
+        if token is None:
+            raise ConfigError(f"--token-env {args.token_env}: that environment variable is not set (or empty).")
+    url = push_to_hub(args.model_dir, args.repo_id, private=args.private, revision=args.revision, token=token,
+                      commit_message=args.commit_message)
+    print(f"Pushed {args.model_dir} to {args.repo_id}{f' ({args.revision})' if args.revision else ''} in one commit: {url}")
     return 0
 
 
@@ -162,6 +179,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atol", type=float, help="absolute tolerance (default: the task's, 1e-4)")
     p.add_argument("--rtol", type=float, help="relative tolerance (default: the task's, 1e-5)")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("push", help="push a model dir (weights, config, processor, ONNX, model card) to the Hub in one commit",
+                       description="Render MODEL_DIR's model card (README.md) from its metrics, then upload the weights, "
+                       "config, processor, metrics, training config, model.onnx (if exported) and the card to REPO_ID "
+                       "in one commit. The endpoint is HF_ENDPOINT (default huggingface.co).")
+    p.add_argument("model_dir")
+    p.add_argument("repo_id", help="org/name (or name, in your own namespace)")
+    p.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its visibility)")
+    p.add_argument("--revision", help="branch to commit to (default: main; created if missing)")
+    p.add_argument("--token-env", metavar="VAR", help="read the token from this environment variable "
+                   "(default: HF_TOKEN, then the token saved by `hf auth login`)")
+    p.add_argument("--commit-message", help="default: 'Upload polyhead <task> model'")
+    p.set_defaults(func=_cmd_push)
 
     p = sub.add_parser("predict", help="run a model's pipeline on an input file and print JSON",
                        description="Run the model's pipeline on INPUT (.csv/.parquet/.json) and print the result as JSON.")

@@ -19,6 +19,7 @@ __all__ = [
     "ModelLoadError",
     "DataError",
     "ExportError",
+    "HubError",
     "did_you_mean",
 ]
 
@@ -55,3 +56,7 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 
 class ExportError(PolyheadError, RuntimeError):
     """Exporting a model to ONNX failed, or the exported graph does not match PyTorch."""
+
+
+class HubError(PolyheadError, OSError):
+    """A push to the Hugging Face Hub (or a mirror) failed: no token, a refused token, or the network."""

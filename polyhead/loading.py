@@ -52,14 +52,25 @@ def read_config_dict(model_dir: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
-def check_model_dir(model_dir: str | os.PathLike) -> dict[str, Any]:
-    """Check a local model dir: polyhead config and a readable safetensors file."""
+def check_model_dir(model_dir: str | os.PathLike, *, allow_pickle: bool = False) -> dict[str, Any]:
+    """Check a local model dir: polyhead config and a readable safetensors file.
+
+    Args:
+        allow_pickle: accept a ``pytorch_model.bin`` when there is no safetensors file
+            (loaded by transformers with ``torch.load(weights_only=True)``).
+    """
     config = read_config_dict(model_dir)
     path = Path(model_dir)
     weights = path / WEIGHTS_NAME
     if not weights.is_file():
         pickled = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
-        hint = f" It has {pickled}: polyhead does not unpickle weights; re-save them as safetensors." if pickled else ""
+        if allow_pickle and (path / "pytorch_model.bin").is_file():
+            return config
+        hint = (
+            f" It has {pickled}: polyhead does not unpickle weights unless you pass allow_pickle=True "
+            "(only for files you trust); better, re-save them as safetensors."
+            if pickled else ""
+        )
         raise ModelLoadError(f"{path} has no {WEIGHTS_NAME}.{hint}")
     try:
         with safe_open(str(weights), framework="pt") as handle:
@@ -84,12 +95,18 @@ class AutoModel:
     """
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any):
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, allow_pickle: bool = False, **kwargs: Any):
+        """Load a polyhead model; ``allow_pickle=True`` accepts a trusted ``pytorch_model.bin``."""
         import polyhead  # noqa: F401  (registers the Auto classes)
 
-        if Path(name_or_path).exists() or looks_local(name_or_path):
-            check_model_dir(name_or_path)
+        if not (Path(name_or_path).exists() or looks_local(name_or_path)):
+            # A Hub repo id: its config.json is checked before any weights are fetched; then load the snapshot.
+            from .hub import HUB_KWARGS, hub_model_dir
+
+            name_or_path = hub_model_dir(str(name_or_path), **{k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs})
+        check_model_dir(name_or_path, allow_pickle=allow_pickle)
         kwargs.pop("output_loading_info", None)
+        kwargs.setdefault("use_safetensors", None if allow_pickle else True)
         try:
             model, info = transformers.AutoModel.from_pretrained(str(name_or_path), output_loading_info=True, **kwargs)
         except RuntimeError as err:  # transformers raises this for tensors of the wrong shape

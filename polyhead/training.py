@@ -20,7 +20,10 @@ import json
 import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +44,7 @@ __all__ = ["evaluate", "make_accelerator", "TrainingArguments", "TrainerState", 
 _PRECISIONS = {"no": "no", "fp32": "no", "fp16": "fp16", "bf16": "bf16"}
 _SCHEDULERS = {"constant": "constant", "cosine": "cosine", "linear": "linear", "constant_with_warmup": "constant_with_warmup"}
 CHECKPOINTS_DIR = "checkpoints"
+TRAINER_STATE_NAME = "trainer_state.json"
 BEST_DIR = "best"
 
 
@@ -124,7 +128,7 @@ class TrainingArguments:
 
 @dataclass
 class TrainerState:
-    """Progress that a checkpoint restores (registered with ``accelerator.register_for_checkpointing``)."""
+    """Progress that a checkpoint restores (written as ``trainer_state.json``: no pickle)."""
 
     global_step: int = 0
     epoch: int = 0
@@ -317,7 +321,7 @@ class Trainer:
         self.scheduler = get_scheduler(
             _SCHEDULERS[args.scheduler], self.optimizer, num_warmup_steps=args.warmup_steps, num_training_steps=self.total_steps
         )
-        self.accelerator.register_for_checkpointing(self.scheduler, self.state)
+        self._stop_signal: int | None = None
 
     # -- checkpoints ---------------------------------------------------------------
     @property
@@ -332,30 +336,59 @@ class Trainer:
         return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
     def save_checkpoint(self) -> Path:
-        target = self.checkpoints_dir / f"step-{self.state.global_step:08d}"
-        if self.accelerator.is_main_process:
-            self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
-        self.accelerator.wait_for_everyone()
-        if self.accelerator.num_processes == 1:
-            with atomic_directory(target) as tmp:
-                self.accelerator.save_state(str(tmp), safe_serialization=True)
-        else:  # every rank writes its own RNG file into one folder
-            self.accelerator.save_state(str(target), safe_serialization=True)
-        self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
+        """Save a resumable checkpoint as ``checkpoints/step-N`` and prune old ones.
+
+        Every rank writes into ``checkpoints/.tmp-step-N``; the main process renames it
+        once all are done, so a crash mid-save leaves the previous checkpoint intact.
+        Model weights are safetensors; trainer and scheduler state are JSON.
+        """
+        acc = self.accelerator
+        name = f"step-{self.state.global_step:08d}"
+        target, tmp = self.checkpoints_dir / name, self.checkpoints_dir / f".tmp-{name}"
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp), safe_serialization=True)
+        if acc.is_main_process:
+            state = {"trainer": self.state.state_dict(), "scheduler": self.scheduler.state_dict()}
+            (tmp / TRAINER_STATE_NAME).write_text(json.dumps(state, indent=2, default=float))
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(tmp, target)
             for old in self.checkpoints()[: -self.args.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
         return target
 
-    def load_checkpoint(self, path: Path | None = None) -> Path:
-        """Restore from ``path`` or the latest checkpoint of the run."""
-        if path is None:
-            found = self.checkpoints()
-            if not found:
-                raise DataError(f"--resume: no checkpoint found in {self.checkpoints_dir}.")
-            path = found[-1]
+    def _load_one(self, path: Path) -> None:
+        state = json.loads((path / TRAINER_STATE_NAME).read_text())
         self.accelerator.load_state(str(path))
-        return Path(path)
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.state.load_state_dict(state["trainer"])
+
+    def load_checkpoint(self, path: Path | None = None) -> Path:
+        """Restore from ``path``, or from the newest checkpoint that loads.
+
+        A corrupted newest checkpoint is skipped with a warning and the previous one is
+        used; if none loads this is an error, never a silent fresh start.
+        """
+        if path is not None:
+            self._load_one(Path(path))
+            return Path(path)
+        found = self.checkpoints()
+        if not found:
+            raise DataError(f"--resume: no checkpoint found in {self.checkpoints_dir}.")
+        errors = []
+        for candidate in reversed(found):
+            try:
+                self._load_one(candidate)
+                return candidate
+            except Exception as err:  # a truncated file surfaces as many exception types
+                errors.append(f"{candidate.name}: {type(err).__name__}: {str(err)[:200]}")
+                warnings.warn(f"Checkpoint {candidate} could not be loaded ({type(err).__name__}); trying an older one.", stacklevel=2)
+        raise DataError(f"--resume: no checkpoint in {self.checkpoints_dir} could be loaded: " + "; ".join(errors))
 
     # -- evaluation -------------------------------------------------------------------
     def evaluate(self, loader: DataLoader | None = None) -> dict[str, float]:
@@ -413,7 +446,58 @@ class Trainer:
         )
         self.model.train()
         last_checkpoint_step = self.state.global_step
-        while self.state.global_step < self.total_steps and not self.should_stop:
+        previous_handler = None
+        if threading.current_thread() is threading.main_thread():
+            previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            last_checkpoint_step = self._loop(bar, last_checkpoint_step)
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
+        if self._stop_signal is not None:
+            if last_checkpoint_step != self.state.global_step:
+                self.save_checkpoint()
+            bar.close()
+            self._finish_trackers()
+            raise SystemExit(128 + self._stop_signal)
+        if not self.state.history or self.state.history[-1]["step"] != self.state.global_step:
+            self._evaluate_and_select()
+        if last_checkpoint_step != self.state.global_step:
+            self.save_checkpoint()
+        bar.close()
+        self._finish_trackers()
+        return TrainResult(
+            best_dir=self.output_dir / BEST_DIR,
+            best_metric=self.state.best_metric,
+            best_step=self.state.best_step,
+            global_step=self.state.global_step,
+            history=list(self.state.history),
+            stopped_early=self.should_stop,
+        )
+
+    def _finish_trackers(self) -> None:
+        # Not accelerator.end_training(): it also destroys the process group, and the
+        # caller still evaluates the best model on the test split across ranks.
+        for tracker in self.accelerator.trackers:
+            tracker.finish()
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        """Finish the current step, save a checkpoint, then exit (preemption)."""
+        self._stop_signal = signum
+
+    def _stop_requested(self) -> bool:
+        """Whether any rank got SIGTERM; all ranks agree, so they checkpoint the same step."""
+        if self.accelerator.num_processes == 1:
+            return self._stop_signal is not None
+        flag = torch.tensor([0 if self._stop_signal is None else self._stop_signal], device=self.accelerator.device)
+        agreed = int(self.accelerator.reduce(flag, reduction="sum").item())
+        if agreed and self._stop_signal is None:
+            self._stop_signal = signal.SIGTERM
+        return agreed > 0
+
+    def _loop(self, bar: Any, last_checkpoint_step: int) -> int:
+        args, acc = self.args, self.accelerator
+        while self.state.global_step < self.total_steps and not self.should_stop and self._stop_signal is None:
             self.train_loader.set_epoch(self.state.epoch)
             loader = self.train_loader
             if self.state.batches_in_epoch:
@@ -444,7 +528,7 @@ class Trainer:
                     last_checkpoint_step = self.state.global_step
                 for callback in self.callbacks:
                     callback(self)
-                if self.should_stop or self.state.global_step >= self.total_steps:
+                if self.should_stop or self._stop_requested() or self.state.global_step >= self.total_steps:
                     break
             else:  # the epoch ran to its end
                 self.state.epoch += 1
@@ -456,17 +540,4 @@ class Trainer:
                         last_checkpoint_step = self.state.global_step
                 continue
             break
-        if not self.state.history or self.state.history[-1]["step"] != self.state.global_step:
-            self._evaluate_and_select()
-        if last_checkpoint_step != self.state.global_step:
-            self.save_checkpoint()
-        bar.close()
-        acc.end_training()
-        return TrainResult(
-            best_dir=self.output_dir / BEST_DIR,
-            best_metric=self.state.best_metric,
-            best_step=self.state.best_step,
-            global_step=self.state.global_step,
-            history=list(self.state.history),
-            stopped_early=self.should_stop,
-        )
+        return last_checkpoint_step

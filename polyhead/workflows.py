@@ -56,7 +56,7 @@ def train(
     """Train the model a config describes, evaluate it on the test split beside the baselines.
 
     Writes ``<output_dir>/best`` (model, processor, ``metrics.json``,
-    ``training_config.py``) and ``<output_dir>/metrics.json``.
+    ``training_config.py``, the model card ``README.md``) and ``<output_dir>/metrics.json``.
     """
     cfg = config_or_task if isinstance(config_or_task, Config) else load_config(config_or_task, cfg_options)
     task = _task_for(cfg)
@@ -109,6 +109,9 @@ def train(
         with _rewrite(result.best_dir) as tmp:
             (tmp / METRICS_NAME).write_text(json.dumps(metrics, indent=2, default=str) + "\n")
             cfg.dump(str(tmp / TRAINING_CONFIG_NAME))
+            from .hub import write_card  # here: polyhead.hub imports this module
+
+            write_card(tmp, model_id=str(result.best_dir))  # README.md: the model card, ready to push
     acc.wait_for_everyone()
     return RunResult(best_dir=result.best_dir, metrics=metrics)
 

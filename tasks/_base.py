@@ -56,6 +56,7 @@ class Task:
     Class attributes:
         name: registry name (``"forecasting"``).
         pipeline_task: the pipeline name users pass to ``polyhead.pipeline``.
+        domain: the field the task belongs to (``"time-series"``), a tag on its model cards.
         config_class / model_class / processor_class: the task's HF classes.
         default_config: the packaged recipe under ``polyhead/configs``.
         best_metric / greater_is_better: what selects the best checkpoint by default.
@@ -63,6 +64,7 @@ class Task:
 
     name: ClassVar[str]
     pipeline_task: ClassVar[str]
+    domain: ClassVar[str] = ""
     config_class: ClassVar[type[PolyheadConfig]]
     model_class: ClassVar[type[PolyheadPreTrainedModel]]
     processor_class: ClassVar[type]

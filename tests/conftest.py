@@ -38,6 +38,20 @@ TINY_FORECASTING = {
 }
 
 
+def _flatten(prefix: str, value) -> dict:
+    if isinstance(value, dict):
+        return {k: v for key, sub in value.items() for k, v in _flatten(f"{prefix}.{key}", sub).items()}
+    return {prefix: value}
+
+
+def cli_options(**overrides) -> list[str]:
+    """The tiny recipe (plus ``overrides``) as mmengine ``--cfg-options`` strings; nested dicts become dotted keys."""
+    pairs: dict = {}
+    for key, value in {**TINY_FORECASTING, **overrides}.items():
+        pairs.update(_flatten(key, value))
+    return [f"{k}={str(v).replace(' ', '')}" for k, v in pairs.items()]
+
+
 @pytest.fixture
 def tiny_forecasting(tmp_path) -> dict:
     """Overrides for ``polyhead.train("forecasting", cfg_options=...)`` writing into ``tmp_path``."""

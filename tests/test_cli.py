@@ -13,7 +13,7 @@ import pytest
 
 from polyhead.pipelines import default_model_dir
 
-from .conftest import TINY_FORECASTING
+from .conftest import cli_options
 
 POLYHEAD = [str(Path(sys.executable).parent / "polyhead")]
 DEFAULT = str(default_model_dir("time-series-forecasting"))
@@ -24,18 +24,8 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*POLYHEAD, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
-def _flatten(prefix: str, value) -> dict:
-    if isinstance(value, dict):
-        return {k: v for key, sub in value.items() for k, v in _flatten(f"{prefix}.{key}", sub).items()}
-    return {prefix: value}
-
-
 def _options(output_dir: Path) -> list[str]:
-    """The tiny recipe as mmengine ``--cfg-options`` strings (nested dicts as dotted keys)."""
-    pairs = {}
-    for key, value in {**TINY_FORECASTING, "train.epochs": 1, "train.output_dir": str(output_dir)}.items():
-        pairs.update(_flatten(key, value))
-    return [f"{k}={str(v).replace(' ', '')}" for k, v in pairs.items()]
+    return cli_options(**{"train.epochs": 1, "train.output_dir": str(output_dir)})
 
 
 @pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["list"]])

@@ -42,6 +42,7 @@ class ForecastingTask(Task):
 
     name = "forecasting"
     pipeline_task = "time-series-forecasting"
+    domain = "time-series"
     config_class = ForecastingConfig
     model_class = PolyheadForForecasting
     processor_class = ForecastingFeatureExtractor

@@ -21,7 +21,10 @@ from polyhead.errors import InputError
 
 from .data import infer_freq
 
-__all__ = ["ForecastingFeatureExtractor", "SeriesInput", "is_single_series"]
+__all__ = ["ForecastingFeatureExtractor", "SeriesInput", "is_single_series", "MAX_ABS_VALUE"]
+
+#: Largest magnitude accepted: squaring it (for the window's variance) must stay finite in float32.
+MAX_ABS_VALUE = 1e15
 
 
 @dataclass
@@ -172,6 +175,12 @@ class ForecastingFeatureExtractor(FeatureExtractionMixin):
             raise InputError(
                 f"The last {self.context_length} steps of the history contain NaN or infinite values "
                 f"(at step(s) {steps[:5].tolist()} of that window); fill or drop missing values first."
+            )
+        largest = float(np.abs(values).max())
+        if largest > MAX_ABS_VALUE:
+            raise InputError(
+                f"History values reach {largest:.3g}; values beyond {MAX_ABS_VALUE:.0e} overflow float32 "
+                "normalisation. Rescale the series (e.g. to thousands or millions)."
             )
         return SeriesInput(values=values, index=index)
 

@@ -97,7 +97,10 @@ def test_explicit_model_dir_and_transformers_pipeline(co2):
         (lambda s: [], "empty history"),
         (lambda s: [[1.0, 2.0], [3.0]], "ragged or non-numeric"),
         (lambda s: np.array(["a"] * 200), "must be numeric"),
-        (lambda s: np.zeros((2, 3, 4, 5)), r"must be 1-D \(steps,\) or 2-D"),
+        (lambda s: np.zeros((2, 3, 4, 5)), r"got a 4-D array of shape \(2, 3, 4, 5\)"),
+        (lambda s: [np.zeros((2, 3, 4))], r"must be 1-D \(steps,\) or 2-D"),
+        (lambda s: np.zeros((0, 104, 1)), "empty batch"),
+        (lambda s: np.where(np.arange(200) % 2, 3e38, -3e38), "overflow float32 normalisation"),
     ],
 )
 def test_bad_inputs(fc, co2, bad, message):
