@@ -28,6 +28,8 @@ test: setup
 ## make bench: measured ratios, written to benchmarks/results/*.json
 bench: setup
 	$(BIN)/python -m benchmarks.forecasting
+	$(BIN)/python -m benchmarks.onnx
+	$(BIN)/python -m benchmarks.distributed
 
 ## make defaults: re-train the embedded default models with polyhead itself
 defaults: setup
