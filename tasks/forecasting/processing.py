@@ -167,7 +167,7 @@ class ForecastingFeatureExtractor(FeatureExtractionMixin):
                 f"The history has {values.shape[0]} steps; this model needs at least "
                 f"{self.context_length} (its context_length)."
             )
-        values = values[-self.context_length :].astype(np.float32)
+        values = values[-self.context_length :]
         if index is not None:
             index = index[-self.context_length :]
         if not np.isfinite(values).all():
@@ -182,6 +182,7 @@ class ForecastingFeatureExtractor(FeatureExtractionMixin):
                 f"History values reach {largest:.3g}; values beyond {MAX_ABS_VALUE:.0e} overflow float32 "
                 "normalisation. Rescale the series (e.g. to thousands or millions)."
             )
+        values = values.astype(np.float32)
         return SeriesInput(values=values, index=index)
 
     def future_index(self, index: pd.DatetimeIndex | None, horizon: int) -> pd.DatetimeIndex | None:
