@@ -484,9 +484,7 @@ def _pull_error(err: Exception, repo_id: str, revision: str | None, token: str |
         )
     if isinstance(err, GatedRepoError):
         return ModelLoadError(f"Hub repo {repo_id} is gated: accept its conditions on {endpoint} and log in (`hf auth login`) or pass token=...")
-    if isinstance(err, RevisionNotFoundError):
-        return _missing(repo_id, revision, token)
-    if isinstance(err, RepositoryNotFoundError):
+    if isinstance(err, (RepositoryNotFoundError, RevisionNotFoundError)):
         return _missing(repo_id, revision, token)
     if isinstance(err, RemoteEntryNotFoundError):
         return ModelLoadError(f"Hub repo {repo_id}{at} has no config.json: it is not a transformers model, so not a polyhead model.")

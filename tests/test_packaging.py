@@ -37,6 +37,8 @@ def test_wheel_contents(wheel):
         "polyhead/assets/co2_weekly.csv",
         "polyhead/defaults/forecasting/model.safetensors",
         "polyhead/defaults/forecasting/preprocessor_config.json",
+        "polyhead/model_cards/base.md",
+        "polyhead/model_cards/forecasting.md",
     ):
         assert expected in names, expected
     top_level = {n.split("/")[0] for n in names if not n.startswith("polyhead-")}
