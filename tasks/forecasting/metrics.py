@@ -1,6 +1,6 @@
 """Forecasting metrics (torchmetrics) and the seasonal-naive baseline.
 
-MAE, MSE and sMAPE come from torchmetrics. MASE (Hyndman & Koehler, 2006) scales
+MAE, MSE and sMAPE come from torchmetrics (sMAPE as a fraction in [0, 2], not a percentage). MASE (Hyndman & Koehler, 2006) scales
 each window's MAE by the in-sample MAE of the seasonal-naive forecast over that
 window's context; the mean quantile loss is the pinball loss averaged over levels.
 """
@@ -45,6 +45,7 @@ class ForecastingMetrics:
         self._smape = SymmetricMeanAbsolutePercentageError()
         self._mase_sum = 0.0
         self._quantile_sum = 0.0
+        self._quantile_seen = False
         self._count = 0
 
     @staticmethod
@@ -75,6 +76,7 @@ class ForecastingMetrics:
             error = target.unsqueeze(-1) - q  # (B, H, C, Q)
             pinball = torch.maximum(self.quantiles * error, (self.quantiles - 1) * error)
             self._quantile_sum += float(pinball.mean(dim=(1, 2, 3)).sum())
+            self._quantile_seen = True
         self._count += prediction.shape[0]
 
     def compute(self) -> dict[str, float]:
@@ -86,7 +88,7 @@ class ForecastingMetrics:
             "mase": self._mase_sum / self._count,
             "smape": float(self._smape.compute()),
         }
-        if self.quantiles.numel() and self._quantile_sum:
+        if self._quantile_seen:
             result["quantile_loss"] = self._quantile_sum / self._count
         return result
 

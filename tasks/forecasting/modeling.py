@@ -68,7 +68,7 @@ class _ForecastingRevIN(nn.Module):
         """Map model outputs ``(B, H, C, Q)`` back to unit-normalised values."""
         if not self.affine:
             return y
-        return (y - self.bias[:, None]) / (self.weight[:, None] + self.eps)
+        return (y - self.bias[:, None]) / (self.weight[:, None] + self.eps * self.eps)  # eps^2, as in RevIN
 
 
 class _ForecastingPatchEmbedding(nn.Module):
