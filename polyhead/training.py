@@ -15,6 +15,7 @@ On a machine without GPUs the Accelerator is created with ``cpu=True``: otherwis
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -24,7 +25,7 @@ import signal
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from transformers import get_scheduler
 from .errors import ConfigError, DataError, did_you_mean
 from .validation import look_up_option
 
-__all__ = ["evaluate", "make_accelerator", "TrainingArguments", "TrainerState", "Trainer", "TrainResult", "atomic_directory", "save_model_dir"]
+__all__ = ["evaluate", "make_accelerator", "TrainingArguments", "TrainerState", "Trainer", "TrainResult", "atomic_directory", "rewrite_directory", "save_model_dir"]
 
 _PRECISIONS = {"no": "no", "fp32": "no", "fp16": "fp16", "bf16": "bf16"}
 _SCHEDULERS = {"constant": "constant", "cosine": "cosine", "linear": "linear", "constant_with_warmup": "constant_with_warmup"}
@@ -179,38 +180,37 @@ def make_accelerator(
     )
 
 
-def atomic_directory(target: Path) -> "_AtomicDirectory":
-    """Context manager: yield a temp dir next to ``target``; on success it replaces ``target``.
+@contextlib.contextmanager
+def atomic_directory(target: Path) -> Iterator[Path]:
+    """Yield a temp dir next to ``target``; when the block succeeds it replaces ``target``.
 
     An exception (or a kill) inside the block leaves ``target`` as it was.
     """
-    return _AtomicDirectory(Path(target))
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; give the final dir normal permissions
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
-class _AtomicDirectory:
-    def __init__(self, target: Path) -> None:
-        self.target = target
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        self.tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; give the final dir normal permissions
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        old = None
-        if self.target.exists():
-            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(self.target, old)
-        os.replace(self.tmp, self.target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+@contextlib.contextmanager
+def rewrite_directory(target: Path) -> Iterator[Path]:
+    """Yield a copy of ``target`` to change; it replaces ``target`` atomically when the block succeeds."""
+    with atomic_directory(target) as tmp:
+        shutil.copytree(target, tmp, dirs_exist_ok=True)
+        yield tmp
 
 
 def save_model_dir(target: Path, model: Any, processor: Any = None, files: dict[str, Any] | None = None) -> Path:

@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader
 from . import registry
 from .config import load_config
 from .errors import ConfigError, ModelLoadError
-from .loading import AutoModel, check_model_dir, load_processor, task_of
-from .training import BEST_DIR, Trainer, TrainingArguments, evaluate, make_accelerator, save_model_dir
+from .loading import AutoModel, check_model_dir, task_of
+from .training import Trainer, TrainingArguments, evaluate, make_accelerator, rewrite_directory
 
 __all__ = ["RunResult", "train", "evaluate_model_dir", "TRAINING_CONFIG_NAME", "METRICS_NAME"]
 
@@ -106,7 +106,7 @@ def train(
     }
     if acc.is_main_process:
         (Path(args.output_dir) / METRICS_NAME).write_text(json.dumps(metrics, indent=2, default=str) + "\n")
-        with _rewrite(result.best_dir) as tmp:
+        with rewrite_directory(result.best_dir) as tmp:
             (tmp / METRICS_NAME).write_text(json.dumps(metrics, indent=2, default=str) + "\n")
             cfg.dump(str(tmp / TRAINING_CONFIG_NAME))
             from .hub import write_card  # here: polyhead.hub imports this module
@@ -114,26 +114,6 @@ def train(
             write_card(tmp, model_id=str(result.best_dir))  # README.md: the model card, ready to push
     acc.wait_for_everyone()
     return RunResult(best_dir=result.best_dir, metrics=metrics)
-
-
-class _rewrite:
-    """Copy a model dir, let the caller add files, and swap it in atomically."""
-
-    def __init__(self, model_dir: Path) -> None:
-        from .training import atomic_directory
-
-        self.model_dir = Path(model_dir)
-        self._atomic = atomic_directory(self.model_dir)
-
-    def __enter__(self) -> Path:
-        import shutil
-
-        tmp = self._atomic.__enter__()
-        shutil.copytree(self.model_dir, tmp, dirs_exist_ok=True)
-        return tmp
-
-    def __exit__(self, *exc) -> None:
-        self._atomic.__exit__(*exc)
 
 
 def evaluate_model_dir(
@@ -179,8 +159,3 @@ def evaluate_model_dir(
     loader = acc.prepare(DataLoader(getattr(task_data, split), batch_size=batch_size, collate_fn=task_data.collate_fn))
     metrics = evaluate(model if backend == "onnx" else acc.prepare(model), loader, metrics=task.build_metrics(model.config), accelerator=acc)
     return {"model": str(model_dir), "backend": backend, "split": split, "metrics": metrics, "baselines": task.baselines(task_data, model.config) if split == "test" else {}, "data": task_data.description}
-
-
-def load_for_inference(model_dir: str | Path):
-    """Model and processor from a local dir or Hub repo id."""
-    return AutoModel.from_pretrained(model_dir), load_processor(model_dir)
