@@ -130,6 +130,7 @@ def test_network_failure_mid_push_is_an_error_and_commits_nothing(failure, model
 def test_push_refuses_what_is_not_a_polyhead_model(tmp_path, model_dir, upload, hf):
     hf.point(upload.url)
     sent = len(upload.log)
+    card_before = (model_dir / CARD_NAME).read_bytes() if (model_dir / CARD_NAME).exists() else None
     other = tmp_path / "bert"
     other.mkdir()
     (other / "config.json").write_text(json.dumps({"model_type": "bert"}))
@@ -143,7 +144,9 @@ def test_push_refuses_what_is_not_a_polyhead_model(tmp_path, model_dir, upload, 
     with pytest.raises(ModelLoadError, match="not a readable safetensors file"):
         polyhead.push_to_hub(model_dir, "org/broken", token=TOKEN)
     assert len(upload.log) == sent  # nothing was sent
-    assert not (other / CARD_NAME).exists() and not (model_dir / CARD_NAME).exists()
+    assert not (other / CARD_NAME).exists()
+    card_after = (model_dir / CARD_NAME).read_bytes() if (model_dir / CARD_NAME).exists() else None
+    assert card_after == card_before  # a refused push writes nothing
 
 
 def test_cli_push(model_dir, upload, hf, monkeypatch, capsys):
