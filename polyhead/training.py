@@ -167,17 +167,29 @@ def make_accelerator(
     ``cpu=True`` when no GPU is present, so ``accelerate launch --num_processes N``
     gives one gloo process group instead of N processes that each train alone.
     """
+    precision = _PRECISIONS[look_up_option(precision, _PRECISIONS, "precision")]
+    if precision == "fp16" and not torch.cuda.is_available():
+        # Accelerate would silently train in fp32 on the CPU.
+        raise ConfigError("train.precision='fp16' needs a GPU; on the CPU use 'bf16' or 'no'.")
     project = ProjectConfiguration(
         project_dir=str(project_dir or "."), logging_dir=str(Path(project_dir or ".") / "logs")
     )
-    return Accelerator(
-        cpu=not torch.cuda.is_available(),
-        gradient_accumulation_steps=grad_accum,
-        mixed_precision=_PRECISIONS[look_up_option(precision, _PRECISIONS, "precision")],
-        log_with=log_with,
-        project_config=project,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
+    try:
+        return Accelerator(
+            cpu=not torch.cuda.is_available(),
+            gradient_accumulation_steps=grad_accum,
+            mixed_precision=precision,
+            log_with=log_with,
+            project_config=project,
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        )
+    except ValueError as err:
+        if "already been initialized" not in str(err):
+            raise
+        raise ConfigError(
+            f"Accelerate fixes the precision once per process, and this process already used another one; "
+            f"run train.precision={precision!r} in a new process (e.g. the `polyhead train` command)."
+        ) from None
 
 
 @contextlib.contextmanager

@@ -294,6 +294,34 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_fo
     assert resumed.metrics["best_step"] == full.metrics["best_step"]
 
 
+@pytest.mark.slow
+def test_bf16_and_gradient_accumulation_train(tmp_path, tiny_forecasting):
+    import subprocess
+    import sys
+
+    from ..conftest import cli_options
+
+    runs = {}
+    for precision in ("no", "bf16"):  # Accelerate fixes the precision per process: one process each
+        out = tmp_path / precision
+        options = cli_options(**{"train.epochs": 1, "train.grad_accum": 4, "train.precision": precision, "train.output_dir": str(out)})
+        done = subprocess.run([sys.executable, "-m", "polyhead", "train", "forecasting", "--cfg-options", *options], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[precision] = json.loads((out / "metrics.json").read_text())
+    fp32, bf16 = runs["no"], runs["bf16"]
+    batches = -(-fp32["data"]["splits"]["train"]["windows"] // 64)
+    assert bf16["global_step"] == fp32["global_step"] == -(-batches // 4)  # one optimizer step per 4 batches
+    # autocast really ran in bf16: close to fp32, but not bit-identical
+    assert bf16["test"]["mae"] == pytest.approx(fp32["test"]["mae"], rel=0.05)
+    assert bf16["test"]["mae"] != fp32["test"]["mae"]
+
+
+def test_precision_is_fixed_per_process(tiny_forecasting):
+    polyhead.train("forecasting", cfg_options={**tiny_forecasting, "train.epochs": 1})  # fp32 in this process
+    with pytest.raises(ConfigError, match="fixes the precision once per process"):
+        polyhead.train("forecasting", cfg_options={**tiny_forecasting, "train.epochs": 1, "train.precision": "bf16"})
+
+
 def test_resume_without_checkpoint_is_an_error(tiny_forecasting):
     with pytest.raises(DataError, match="no checkpoint found"):
         polyhead.train("forecasting", cfg_options=tiny_forecasting, resume=True)
@@ -306,6 +334,7 @@ def test_resume_without_checkpoint_is_an_error(tiny_forecasting):
         ({"train.batch_size": 0}, ConfigError, "train.batch_size must be a positive integer"),
         ({"train.batch_size": 100000}, ConfigError, "larger than the training set"),
         ({"train.precision": "fp8"}, UnknownNameError, "Unknown train.precision 'fp8'"),
+        ({"train.precision": "fp16"}, ConfigError, "needs a GPU; on the CPU use 'bf16'"),
         ({"data.sorce": "x"}, ConfigError, "Did you mean 'source'"),
         ({"data.source": "/nonexistent.csv"}, DataError, "neither an embedded series"),
         ({"model.horizon": -1}, ConfigError, "horizon must be a positive integer"),
