@@ -14,7 +14,7 @@ from polyhead.registry import register_task
 
 from .._base import Task, TaskData
 from .configuration import ForecastingConfig
-from .data import EMBEDDED_SERIES, ForecastingWindows, load_table, prepare_series, split_by_time
+from .data import EMBEDDED_SERIES, ForecastingWindows, example_series, load_table, prepare_series, split_by_time
 from .metrics import ForecastingMetrics, seasonal_naive
 from .modeling import ForecastingOutput, PolyheadForForecasting
 from .processing import ForecastingFeatureExtractor
@@ -25,6 +25,7 @@ __all__ = [
     "ForecastingMetrics",
     "ForecastingOutput",
     "ForecastingTask",
+    "example_series",
     "PolyheadForForecasting",
     "seasonal_naive",
 ]

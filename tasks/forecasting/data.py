@@ -26,6 +26,7 @@ from polyhead.validation import look_up_option
 
 __all__ = [
     "EMBEDDED_SERIES",
+    "example_series",
     "infer_freq",
     "SeriesData",
     "ForecastingWindows",
@@ -46,6 +47,19 @@ _FILL = ("interpolate", "ffill", "error")
 def _embedded_path(name: str) -> Path:
     filename = EMBEDDED_SERIES[name][0]
     return Path(str(resources.files("polyhead") / "assets" / filename))
+
+
+def example_series(name: str = "co2_weekly") -> pd.DataFrame:
+    """An embedded series as a DataFrame indexed by time (missing steps left as NaN).
+
+    Example:
+        >>> co2 = example_series()["co2"]   # weekly Mauna Loa CO2, 1958-2001
+    """
+    if name not in EMBEDDED_SERIES:
+        raise DataError(f"Unknown embedded series {name!r}; available: {', '.join(EMBEDDED_SERIES)}.")
+    _, time_column, _ = EMBEDDED_SERIES[name]
+    frame = pd.read_csv(_embedded_path(name), parse_dates=[time_column]).set_index(time_column)
+    return frame.asfreq(infer_freq(frame.index))
 
 
 def infer_freq(index: pd.DatetimeIndex) -> str | None:
