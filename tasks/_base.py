@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from polyhead.configuration import PolyheadConfig
+from polyhead.errors import ConfigError, did_you_mean
 from polyhead.export import ExportSpec
 from polyhead.modeling import PolyheadPreTrainedModel
 
@@ -71,6 +72,17 @@ class Task:
     default_config: ClassVar[str]
     best_metric: ClassVar[str] = "loss"
     greater_is_better: ClassVar[bool] = False
+    #: keys a config's ``data`` section may set for this task
+    data_options: ClassVar[tuple[str, ...]] = ()
+
+    def check_data_section(self, data_section: Mapping[str, Any]) -> None:
+        """Raise :class:`ConfigError` (with a did-you-mean) for a key not in :attr:`data_options`."""
+        for key in data_section:
+            if key not in self.data_options:
+                raise ConfigError(
+                    f"data.{key} is not a {self.name} data option.{did_you_mean(key, self.data_options)} "
+                    f"Options: {', '.join(self.data_options)}."
+                )
 
     def build_config(self, model_section: Mapping[str, Any], data_section: Mapping[str, Any]) -> PolyheadConfig:
         """The model's config from the ``model`` section (the data may fill in fields)."""
@@ -97,3 +109,15 @@ class Task:
     def baselines(self, data: TaskData, config: PolyheadConfig) -> dict[str, dict[str, float]]:
         """Metrics of simple reference methods on ``data.test``, by name."""
         return {}
+
+    def rollout_metrics(self, model: PolyheadPreTrainedModel, data: TaskData, config: PolyheadConfig) -> dict[str, float]:
+        """Test metrics measured by running the trained model (RL episode returns), merged into the test metrics."""
+        return {}
+
+    def is_online(self, model_section: Mapping[str, Any]) -> bool:
+        """Whether this config trains online in the task's own loop (PPO) instead of the generic Trainer."""
+        return False
+
+    def train_online(self, cfg: Any, *, resume: bool = False) -> Any:
+        """Train in the task's own loop; returns a :class:`polyhead.workflows.RunResult`."""
+        raise NotImplementedError

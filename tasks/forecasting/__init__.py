@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
-from polyhead.errors import ConfigError, did_you_mean
+from polyhead.errors import ConfigError
 from polyhead.export import ExportSpec
 from polyhead.registry import register_task
 
@@ -34,8 +34,6 @@ AutoConfig.register(ForecastingConfig.model_type, ForecastingConfig)
 AutoModel.register(ForecastingConfig, PolyheadForForecasting)
 AutoFeatureExtractor.register(ForecastingConfig, ForecastingFeatureExtractor)
 
-_DATA_KEYS = ("source", "time_column", "target_columns", "fill_missing", "val_fraction", "test_fraction", "train_stride", "eval_stride")
-
 
 @register_task("forecasting")
 class ForecastingTask(Task):
@@ -50,15 +48,10 @@ class ForecastingTask(Task):
     default_config = "forecasting/patchtst_co2.py"
     best_metric = "loss"
     greater_is_better = False
-
-    @staticmethod
-    def _check_data_section(data_section: Mapping[str, Any]) -> None:
-        for key in data_section:
-            if key not in _DATA_KEYS:
-                raise ConfigError(f"data.{key} is not a forecasting data option.{did_you_mean(key, _DATA_KEYS)} Options: {', '.join(_DATA_KEYS)}.")
+    data_options = ("source", "time_column", "target_columns", "fill_missing", "val_fraction", "test_fraction", "train_stride", "eval_stride")
 
     def build_config(self, model_section: Mapping[str, Any], data_section: Mapping[str, Any]) -> ForecastingConfig:
-        self._check_data_section(data_section)
+        self.check_data_section(data_section)
         section = dict(model_section)
         source = data_section.get("source", "co2_weekly")
         default_time, default_targets = (EMBEDDED_SERIES[source][1:] if isinstance(source, str) and source in EMBEDDED_SERIES else (None, None))
@@ -74,7 +67,7 @@ class ForecastingTask(Task):
         return ForecastingFeatureExtractor.from_config(config)
 
     def build_data(self, data_section: Mapping[str, Any], config: ForecastingConfig) -> TaskData:
-        self._check_data_section(data_section)
+        self.check_data_section(data_section)
         source = data_section.get("source", "co2_weekly")
         series = prepare_series(
             load_table(source),
