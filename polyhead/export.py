@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import tempfile
 import time
@@ -112,7 +113,16 @@ def _export_graph(wrapper: _ExportWrapper, spec: ExportSpec, path: Path) -> None
             opset_version=OPSET, dynamo=True, external_data=False, optimize=True, fallback=False,
         )
     except Exception as err:
-        raise ExportError(f"ONNX conversion failed: {type(err).__name__}: {str(err)[:2000]}") from None
+        raise ExportError(_conversion_message(err)) from None
+
+
+def _conversion_message(err: Exception) -> str:
+    """Put the operator ONNX could not express first; drop the exporter's colour codes and boilerplate."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    ops = sorted(set(re.findall(r"op='([^']+)'", text)))
+    summary = text.split("## Exception summary", 1)[-1].strip()
+    head = f"unsupported operator(s) {', '.join(ops)}; " if ops else ""
+    return f"ONNX conversion failed: {head}{type(err).__name__}: {summary[:1500]}"
 
 
 def _name_dynamic_axes(path: Path, spec: ExportSpec) -> None:

@@ -146,3 +146,23 @@ def test_default_forecaster_int8_and_onnx_pipeline(tmp_path):
     torch_metrics = evaluate_model_dir(model_dir)["metrics"]
     onnx_metrics = evaluate_model_dir(model_dir, backend="onnx")["metrics"]
     assert onnx_metrics["mae"] == pytest.approx(torch_metrics["mae"], rel=1e-4)
+
+
+def test_unsupported_operator_is_named(tmp_path, monkeypatch):
+    """An operator ONNX cannot express fails the export with its name; nothing is written."""
+    from polyhead.heads.forecasting import ForecastHead
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(default_model_dir("time-series-forecasting"), model_dir)
+    original = ForecastHead.forward
+
+    def forward_with_eigh(self, feature_maps):
+        tokens = feature_maps[0]
+        gram = tokens.transpose(1, 2) @ tokens
+        eigenvalues = torch.linalg.eigvalsh(gram)  # no ONNX counterpart
+        return original(self, feature_maps) + eigenvalues.mean() * 0
+
+    monkeypatch.setattr(ForecastHead, "forward", forward_with_eigh)
+    with pytest.raises(ExportError, match=r"unsupported operator\(s\) aten\._linalg_eigh"):
+        export_onnx(model_dir)
+    assert not (model_dir / ONNX_NAME).exists()
