@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench defaults clean
+.PHONY: setup data demo test bench defaults clean
 
 setup: $(STAMP)
 
@@ -17,17 +17,28 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-## make demo: train the forecaster on the embedded CO2 series, compare with seasonal naive
-demo: setup
+## make data: fetch MovieLens-100k (not redistributable, so not in the repo) from the recbole
+## wheel on PyPI into ~/.cache/polyhead/ml-100k ($POLYHEAD_ML100K_DIR); no-op once there
+data: setup
+	$(BIN)/python -c 'from polyhead.tasks.recommendation import fetch_movielens_100k; print(fetch_movielens_100k())'
+
+## make demo: train the forecaster on the embedded CO2 series, compare with seasonal naive;
+## evaluate the embedded next-item recommender on MovieLens-100k beside most-popular and BPR-MF;
+## play 5 CartPole-v1 episodes with the embedded PPO-GTrXL agent
+demo: setup data
 	$(BIN)/polyhead train configs/forecasting/patchtst_co2.py
+	$(BIN)/polyhead evaluate polyhead/defaults/recommendation
+	OMP_NUM_THREADS=1 $(BIN)/polyhead evaluate polyhead/defaults/rl --env CartPole-v1 --episodes 5
 
 ## make test: the whole test suite
-test: setup
+test: setup data
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 ## make bench: measured ratios, written to benchmarks/results/*.json
-bench: setup
+bench: setup data
 	$(BIN)/python -m benchmarks.forecasting
+	$(BIN)/python -m benchmarks.recommendation
+	$(BIN)/python -m benchmarks.rl
 	$(BIN)/python -m benchmarks.onnx
 	$(BIN)/python -m benchmarks.distributed
 

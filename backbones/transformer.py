@@ -5,7 +5,9 @@ It knows nothing about modalities: tokens ``(B, T, D)`` in, tokens ``(B, T, D)``
 
 Reference: Vaswani et al., "Attention Is All You Need" (2017); pre-norm placement
 from Xiong et al., "On Layer Normalization in the Transformer Architecture" (2020);
-rotary positions from Su et al., "RoFormer" (2021).
+rotary positions from Su et al., "RoFormer" (2021); the optional GRU-gated residuals
+(``residual="gru"``) from Parisotto et al., "Stabilizing Transformers for Reinforcement
+Learning" (GTrXL, ICML 2020).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = ["TransformerEncoder"]
 _NORMS = {"layernorm": nn.LayerNorm, "rmsnorm": nn.RMSNorm}
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
 _POSITIONS = ("learned", "sinusoidal", "rotary", "none")
+_RESIDUALS = ("add", "gru")
 
 
 def _sinusoidal_table(length: int, dim: int) -> torch.Tensor:
@@ -84,8 +87,37 @@ class _TransformerAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(batch, length, dim))
 
 
+class _TransformerGRUGate(nn.Module):
+    """GTrXL's GRU-type gating layer ``g(x, y)`` replacing the residual ``x + y``.
+
+    ``r = σ(W_r y + U_r x)``, ``z = σ(W_z y + U_z x - b_g)``, ``h = tanh(W_g y + U_g (r ⊙ x))``,
+    ``g = (1 - z) ⊙ x + z ⊙ h``. The bias ``b_g > 0`` starts every gate close to the
+    identity (Parisotto et al., 2020, eq. 6-9), so an untrained block passes ``x`` through.
+    """
+
+    def __init__(self, *, dim: int, gate_bias: float) -> None:
+        super().__init__()
+        self.w = nn.Linear(dim, 3 * dim, bias=False)  # W_r, W_z, W_g applied to y
+        self.u = nn.Linear(dim, 2 * dim, bias=False)  # U_r, U_z applied to x
+        self.u_g = nn.Linear(dim, dim, bias=False)  # U_g applied to r ⊙ x
+        self.gate_bias = gate_bias
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        wr, wz, wg = self.w(y).chunk(3, dim=-1)
+        ur, uz = self.u(x).chunk(2, dim=-1)
+        r = torch.sigmoid(wr + ur)
+        z = torch.sigmoid(wz + uz - self.gate_bias)
+        h = torch.tanh(wg + self.u_g(r * x))
+        return (1 - z) * x + z * h
+
+
 class _TransformerBlock(nn.Module):
-    """Pre-norm block: ``x + attn(norm(x))`` then ``x + mlp(norm(x))``."""
+    """Pre-norm block: ``x + attn(norm(x))`` then ``x + mlp(norm(x))``.
+
+    With ``residual="gru"`` (GTrXL) each residual sum becomes a gate on the ReLU of the
+    sub-layer's output, ``g(x, relu(attn(norm(x))))``: the identity-map reordering
+    (layer norm on the sub-layer input only) with gating.
+    """
 
     def __init__(
         self,
@@ -98,6 +130,8 @@ class _TransformerBlock(nn.Module):
         norm: type[nn.Module],
         activation: type[nn.Module],
         bias: bool,
+        residual: str = "add",
+        gate_bias: float = 2.0,
     ) -> None:
         super().__init__()
         self.norm1 = norm(dim)
@@ -110,6 +144,10 @@ class _TransformerBlock(nn.Module):
             nn.Linear(mlp_dim, dim, bias=bias),
         )
         self.dropout = nn.Dropout(dropout)
+        self.gated = residual == "gru"
+        if self.gated:
+            self.gate1 = _TransformerGRUGate(dim=dim, gate_bias=gate_bias)
+            self.gate2 = _TransformerGRUGate(dim=dim, gate_bias=gate_bias)
 
     def forward(
         self,
@@ -118,6 +156,9 @@ class _TransformerBlock(nn.Module):
         is_causal: bool,
         rotary: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> torch.Tensor:
+        if self.gated:
+            x = self.gate1(x, F.relu(self.dropout(self.attn(self.norm1(x), attn_mask, is_causal, rotary))))
+            return self.gate2(x, F.relu(self.dropout(self.mlp(self.norm2(x)))))
         x = x + self.dropout(self.attn(self.norm1(x), attn_mask, is_causal, rotary))
         return x + self.dropout(self.mlp(self.norm2(x)))
 
@@ -141,6 +182,11 @@ class TransformerEncoder(SequenceBackbone, ComputedBuffers):
         activation: ``"gelu"``, ``"relu"`` or ``"silu"``.
         final_norm: normalise the output of the last block.
         bias: biases in the linear layers.
+        residual: ``"add"`` (the usual residual sum) or ``"gru"``: GTrXL's gated residuals
+            with the identity-map reordering (Parisotto et al., "Stabilizing Transformers
+            for Reinforcement Learning", ICML 2020), for RL agents.
+        gate_bias: ``b_g`` of the GRU gates (``residual="gru"``); larger starts the blocks
+            closer to the identity map (the paper uses 2).
 
     Shapes:
         ``x: (B, T, D)``, ``padding_mask: (B, T)`` bool, ``True`` at padded tokens
@@ -169,6 +215,8 @@ class TransformerEncoder(SequenceBackbone, ComputedBuffers):
         activation: str = "gelu",
         final_norm: bool = True,
         bias: bool = True,
+        residual: str = "add",
+        gate_bias: float = 2.0,
     ) -> None:
         super().__init__()
         check_positive("dim", dim)
@@ -183,6 +231,9 @@ class TransformerEncoder(SequenceBackbone, ComputedBuffers):
         look_up_option(position, {p: p for p in _POSITIONS}, "position encoding")
         if position == "rotary" and (dim // num_heads) % 2:
             raise ConfigError(f"Rotary positions need an even head width, got dim/num_heads = {dim // num_heads}.")
+        look_up_option(residual, {r: r for r in _RESIDUALS}, "residual")
+        if isinstance(gate_bias, bool) or not isinstance(gate_bias, (int, float)):
+            raise ConfigError(f"gate_bias must be a number, got {gate_bias!r}.")
         norm_cls = look_up_option(norm, _NORMS, "norm")
         activation_cls = look_up_option(activation, _ACTIVATIONS, "activation")
 
@@ -216,6 +267,8 @@ class TransformerEncoder(SequenceBackbone, ComputedBuffers):
                 norm=norm_cls,
                 activation=activation_cls,
                 bias=bias,
+                residual=residual,
+                gate_bias=float(gate_bias),
             )
             for _ in range(depth)
         )

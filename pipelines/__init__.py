@@ -18,14 +18,18 @@ from polyhead.errors import ConfigError, ModelLoadError, UnknownNameError, did_y
 from polyhead.loading import AutoModel as PolyheadAutoModel, check_model_dir, load_processor, looks_local, task_of
 
 from .forecasting import TimeSeriesForecastingPipeline
+from .rl import ReinforcementLearningPipeline
+from .recommendation import RecommendationPipeline
 
-__all__ = ["TimeSeriesForecastingPipeline", "pipeline", "default_model_dir", "PIPELINES"]
+__all__ = ["TimeSeriesForecastingPipeline", "ReinforcementLearningPipeline", "RecommendationPipeline", "pipeline", "default_model_dir", "PIPELINES"]
 
 #: pipeline task name -> (pipeline class, embedded default model folder under polyhead/defaults)
 PIPELINES: dict[str, tuple[type, str]] = {
     "time-series-forecasting": (TimeSeriesForecastingPipeline, "forecasting"),
+    "reinforcement-learning": (ReinforcementLearningPipeline, "rl"),
+    "recommendation": (RecommendationPipeline, "recommendation"),
 }
-_ALIASES = {"forecasting": "time-series-forecasting"}
+_ALIASES = {"forecasting": "time-series-forecasting", "rl": "reinforcement-learning"}
 
 
 def default_model_dir(task: str) -> Path:

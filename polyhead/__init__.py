@@ -15,5 +15,6 @@ from .loading import AutoModel  # noqa: E402
 from .pipelines import pipeline  # noqa: E402
 from .workflows import evaluate_model_dir, train  # noqa: E402
 from .hub import push_to_hub  # noqa: E402
+from .tasks.rl import evaluate_agent  # noqa: E402
 
-__all__ = ["AutoModel", "OnnxModel", "export_onnx", "pipeline", "push_to_hub", "train", "evaluate_model_dir", "errors", "registry", "__version__"]
+__all__ = ["AutoModel", "OnnxModel", "export_onnx", "pipeline", "push_to_hub", "train", "evaluate_model_dir", "evaluate_agent", "errors", "registry", "__version__"]

@@ -44,14 +44,52 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_rl_model(model_dir: str) -> bool:
+    from .loading import read_config_dict
+
+    return Path(model_dir).is_dir() and read_config_dict(model_dir).get("model_type") == "polyhead-rl"
+
+
+def _cmd_evaluate_agent(args: argparse.Namespace) -> int:
+    from .tasks.rl import evaluate_agent
+
+    report = evaluate_agent(args.model_dir, args.env, episodes=args.episodes, seed=args.seed, target_return=args.target_return,
+                            video=args.video, backend=args.backend)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(f"{report['env_id']}: mean return {report['mean_return']:.2f} ± {report['std_return']:.2f} over {report['episodes']} "
+              f"episodes (seeds {report['seed']}..{report['seed'] + report['episodes'] - 1}; min {report['min_return']:.1f}, "
+              f"max {report['max_return']:.1f}), {report['steps_per_second']:.0f} env steps/s ({args.backend})")
+        if report.get("video"):
+            print(f"Video: {report['video']}")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .workflows import evaluate_model_dir
 
+    if args.env is not None or _is_rl_model(args.model_dir):  # RL agents are evaluated in their environment
+        return _cmd_evaluate_agent(args)
     report = evaluate_model_dir(args.model_dir, data=args.data, split=args.split, batch_size=args.batch_size, backend=args.backend)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
         print(metrics_table(report["metrics"], report["baselines"]))
+    return 0
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .tasks.rl import collect
+
+    out = args.out or str(Path("runs/trajectories") / f"{args.env}-{Path(args.model_dir).name}")
+    dataset = collect(args.model_dir, args.env, episodes=args.episodes, out=out, seed=args.seed, epsilon=args.epsilon,
+                      deterministic=not args.stochastic, target_return=args.target_return)
+    returns = np.asarray(dataset["episode_return"])
+    print(f"Collected {len(dataset)} {args.env} episodes ({int(np.sum(dataset['length']))} steps), return "
+          f"{returns.mean():.2f} ± {returns.std():.2f} (min {returns.min():.1f}, max {returns.max():.1f}) -> {out}")
     return 0
 
 
@@ -169,7 +207,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="run PyTorch or the exported model.onnx")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    rl = p.add_argument_group("RL agents (played in a Gymnasium environment)")
+    rl.add_argument("--env", help="Gymnasium id (default: the agent's training environment)")
+    rl.add_argument("--episodes", type=int, default=20)
+    rl.add_argument("--seed", type=int, default=0, help="reset seed of the first episode (then +1 each)")
+    rl.add_argument("--target-return", type=float, help="return a Decision Transformer is conditioned on")
+    rl.add_argument("--video", metavar="OUT.mp4", help="record the first episode (Gymnasium RecordVideo; needs moviepy)")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("collect", help="roll an RL agent (or 'random') out into a datasets dataset of trajectories",
+                       description="Play episodes with MODEL_DIR (a polyhead RL agent) or 'random' and save them with "
+                       "datasets' save_to_disk: one row per episode (observations, actions, rewards, terminations, truncations).")
+    p.add_argument("model_dir", help="RL model dir, or 'random' for a uniformly random policy")
+    p.add_argument("--env", required=True, help="Gymnasium id, e.g. CartPole-v1")
+    p.add_argument("--episodes", type=int, required=True)
+    p.add_argument("--out", help="output folder (default: runs/trajectories/<env>-<model>)")
+    p.add_argument("--seed", type=int, default=0, help="reset seed of the first episode (then +1 each)")
+    p.add_argument("--epsilon", type=float, default=0.0, help="probability of a random action instead of the agent's")
+    p.add_argument("--stochastic", action="store_true", help="sample the agent's actions instead of taking the most likely")
+    p.add_argument("--target-return", type=float, help="return a Decision Transformer is conditioned on")
+    p.set_defaults(func=_cmd_collect)
 
     p = sub.add_parser("export", help="export a model to ONNX and check its parity with PyTorch",
                        description="Write MODEL_DIR/model.onnx (dynamic batch), run ONNX Runtime against PyTorch on "

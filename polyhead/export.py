@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ExportError, InputError, ModelLoadError
+from .errors import DataError, ExportError, InputError, ModelLoadError
 
 __all__ = ["ExportSpec", "OnnxModel", "export_onnx", "ONNX_NAME", "REPORT_NAME", "INT8_NAME"]
 
@@ -68,14 +68,30 @@ class ExportSpec:
 
 
 class _ExportWrapper(nn.Module):
-    """Positional tensors in, a tuple of tensors out: the graph ONNX sees."""
+    """Positional tensors in, a tuple of tensors out: the graph ONNX sees.
+
+    ``forward`` takes one parameter per input name (``forward(self, observations,
+    attention_mask)``), not ``*tensors``: torch.export names the guards that tie inputs
+    together (equal batch sizes) after the parameters, and cannot resolve ``*tensors``
+    when the exported program is converted.
+    """
+
+    def __new__(cls, model: nn.Module, spec: ExportSpec) -> "_ExportWrapper":
+        if cls is _ExportWrapper:
+            names = list(spec.input_names)
+            if not all(name.isidentifier() for name in names):
+                raise ExportError(f"Input names must be Python identifiers, got {names}.")
+            scope: dict[str, Any] = {}
+            exec(f"def forward(self, {', '.join(names)}):\n    return self._run(({', '.join(names)},))\n", scope)  # noqa: S102
+            cls = type("_ExportWrapper", (_ExportWrapper,), {"forward": scope["forward"]})
+        return super().__new__(cls)
 
     def __init__(self, model: nn.Module, spec: ExportSpec) -> None:
         super().__init__()
         self.model = model
         self.spec = spec
 
-    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _run(self, tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         outputs = self.model(**dict(zip(self.spec.input_names, tensors)))
         return tuple(getattr(outputs, name) for name in self.spec.output_names)
 
@@ -101,7 +117,7 @@ def _export_graph(wrapper: _ExportWrapper, spec: ExportSpec, path: Path) -> None
     example = spec.make_inputs(spec.example_sizes)
     args = tuple(example[name] for name in spec.input_names)
     try:
-        program = torch.export.export(wrapper, args, dynamic_shapes=(tuple(_dynamic_shapes(spec).values()),), strict=False)
+        program = torch.export.export(wrapper, args, dynamic_shapes=tuple(_dynamic_shapes(spec).values()), strict=False)
     except Exception as err:  # torch.export raises many types; the message names the operator or guard
         raise ExportError(f"torch.export could not capture the network: {type(err).__name__}: {str(err)[:2000]}") from None
     narrowed = [str(r) for r in program.range_constraints.values() if r.lower == r.upper]
@@ -321,10 +337,14 @@ def _quantize_int8(fp32: Path, int8: Path, wrapper: nn.Module, spec: ExportSpec,
     if model_dir is not None:
         from .workflows import evaluate_model_dir
 
-        fp32_metrics = evaluate_model_dir(model_dir, backend="onnx", onnx_file=fp32)["metrics"]
-        int8_metrics = evaluate_model_dir(model_dir, backend="onnx", onnx_file=int8)["metrics"]
-        result["test_metrics"] = {"fp32": fp32_metrics, "int8": int8_metrics,
-                                  "relative_change": {k: (int8_metrics[k] - v) / v for k, v in fp32_metrics.items() if k in int8_metrics and v}}
+        try:
+            fp32_metrics = evaluate_model_dir(model_dir, backend="onnx", onnx_file=fp32)["metrics"]
+            int8_metrics = evaluate_model_dir(model_dir, backend="onnx", onnx_file=int8)["metrics"]
+        except DataError as err:  # e.g. an online RL agent has no test split: it is judged by episodes
+            result["test_metrics"] = {"skipped": str(err)}
+        else:
+            result["test_metrics"] = {"fp32": fp32_metrics, "int8": int8_metrics,
+                                      "relative_change": {k: (int8_metrics[k] - v) / v for k, v in fp32_metrics.items() if k in int8_metrics and v}}
     return result
 
 

@@ -63,6 +63,8 @@ def train(
     model_section = {k: v for k, v in _section(cfg, "model").items() if k != "task"}
     data_section = _section(cfg, "data")
     train_section = _section(cfg, "train")
+    if task.is_online(model_section):  # online RL: the task's own loop (same Accelerate set-up)
+        return task.train_online(cfg, resume=resume)
     train_section.setdefault("best_metric", task.best_metric)
     train_section.setdefault("greater_is_better", task.greater_is_better)
     args = TrainingArguments.from_section(train_section)  # bad options fail before any data is read
@@ -90,6 +92,7 @@ def train(
     acc = trainer.accelerator
     test_loader = acc.prepare(DataLoader(data.test, batch_size=args.eval_batch_size or args.batch_size, collate_fn=data.collate_fn))
     test_metrics = evaluate(acc.prepare(best), test_loader, metrics=task.build_metrics(config), accelerator=acc)
+    test_metrics.update(task.rollout_metrics(best, data, config))  # e.g. RL episode returns
     metrics = {
         "task": task.name,
         "best_step": result.best_step,

@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = {
     # task folder: (config, run dir)
     "forecasting": ("configs/forecasting/patchtst_co2.py", "runs/defaults/forecasting"),
+    "recommendation": ("configs/recommendation/sasrec_ml100k.py", "runs/defaults/recommendation"),
+    "rl": ("configs/rl/ppo_gtrxl_cartpole.py", "runs/defaults/rl"),
 }
 
 

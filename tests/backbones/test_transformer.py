@@ -101,3 +101,47 @@ def test_computed_buffers_are_rebuilt():
     enc.reset_computed_buffers()
     torch.testing.assert_close(enc.sinusoidal_table, expected)
     assert "sinusoidal_table" not in enc.state_dict()
+
+
+# -- GTrXL gating (residual="gru") -------------------------------------------------------
+def test_gru_residual_defaults_leave_the_encoder_unchanged():
+    torch.manual_seed(0)
+    plain = TransformerEncoder(dim=16, depth=2, num_heads=2, max_length=8)
+    torch.manual_seed(0)
+    explicit = TransformerEncoder(dim=16, depth=2, num_heads=2, max_length=8, residual="add")
+    assert plain.state_dict().keys() == explicit.state_dict().keys()
+    assert not any("gate" in k for k in plain.state_dict())
+    x = torch.randn(2, 8, 16)
+    torch.testing.assert_close(plain.eval()(x).feature_maps[0], explicit.eval()(x).feature_maps[0])
+
+
+def test_gru_gates_start_near_the_identity_map():
+    """With b_g > 0 the update gate z starts near 0, so each gated block passes x through (GTrXL)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 16)
+    moved = {}
+    for bias in (0.0, 2.0, 8.0):
+        enc = TransformerEncoder(dim=16, depth=2, num_heads=2, max_length=8, residual="gru", gate_bias=bias, final_norm=False, dropout=0.0).eval()
+        moved[bias] = float((enc(x).feature_maps[0] - x).abs().mean())
+    assert moved[8.0] < moved[2.0] < moved[0.0]
+    assert moved[8.0] < 0.05 * moved[0.0]
+
+
+def test_gru_encoder_is_causal_and_trains():
+    torch.manual_seed(0)
+    enc = TransformerEncoder(dim=16, depth=2, num_heads=2, max_length=8, causal=True, residual="gru", dropout=0.0)
+    assert {"blocks.0.gate1.w.weight", "blocks.0.gate2.u_g.weight"} <= set(enc.state_dict())
+    x = torch.randn(1, 6, 16, requires_grad=True)
+    out = enc(x).feature_maps[0]
+    out[0, 2].sum().backward()
+    assert x.grad[0, 3:].abs().sum() == 0 and x.grad[0, :3].abs().sum() > 0  # no peeking at later tokens
+    mask = torch.zeros(1, 6, dtype=torch.bool)
+    mask[0, :2] = True
+    assert torch.isfinite(enc(x, padding_mask=mask).feature_maps[0]).all()
+
+
+def test_gru_residual_bad_options():
+    with pytest.raises(UnknownNameError, match="Unknown residual 'gated'.*Expected one of: add, gru"):
+        TransformerEncoder(dim=16, num_heads=2, residual="gated")
+    with pytest.raises(ConfigError, match="gate_bias must be a number"):
+        TransformerEncoder(dim=16, num_heads=2, residual="gru", gate_bias="2")

@@ -1,0 +1,32 @@
+data = dict(source='ml-100k')
+model = dict(
+    backbone=dict(
+        causal=True,
+        depth=2,
+        dim=64,
+        dropout=0.2,
+        max_length=50,
+        mlp_ratio=2.0,
+        num_heads=2,
+        position='learned',
+        type='transformer'),
+    head=dict(loss='full', type='next_item'),
+    max_length=50,
+    task='recommendation')
+train = dict(
+    batch_size=128,
+    best_metric='ndcg@10',
+    early_stopping_patience=6,
+    epochs=60,
+    grad_accum=1,
+    greater_is_better=True,
+    log_with=None,
+    lr=0.002,
+    max_grad_norm=1.0,
+    output_dir='runs/rec',
+    precision='no',
+    progress_bar=False,
+    scheduler='cosine',
+    seed=0,
+    warmup_steps=20,
+    weight_decay=0.0)

@@ -1,0 +1,316 @@
+"""Reinforcement learning: PPO-GTrXL (online) and the Decision Transformer (offline) on the shared backbone."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+
+from polyhead.errors import ConfigError, DataError
+from polyhead.export import ExportSpec
+from polyhead.registry import register_task
+
+from .._base import Task, TaskData
+from .configuration import RLConfig, space_description
+from .data import TrajectoryWindows, load_trajectories, split_episodes
+from .modeling import DecisionMakingOutput, PolyheadForDecisionMaking
+from .processing import RLFeatureExtractor, make_env
+from .rollout import AgentPolicy, RandomPolicy, collect_trajectories, run_episodes
+
+__all__ = [
+    "AgentPolicy",
+    "DecisionMakingOutput",
+    "PolyheadForDecisionMaking",
+    "RLConfig",
+    "RLFeatureExtractor",
+    "RLMetrics",
+    "RLTask",
+    "collect",
+    "collect_trajectories",
+    "evaluate_agent",
+]
+
+AutoConfig.register(RLConfig.model_type, RLConfig)
+AutoModel.register(RLConfig, PolyheadForDecisionMaking)
+AutoFeatureExtractor.register(RLConfig, RLFeatureExtractor)
+
+_DATA_KEYS = ("source", "val_fraction", "test_fraction", "stride", "eval_episodes", "seed")
+
+
+class RLMetrics:
+    """Offline metrics of a Decision Transformer on held-out windows: action accuracy (discrete) or MSE."""
+
+    def __init__(self, *, discrete: bool) -> None:
+        self.discrete = discrete
+        self.reset()
+
+    def names(self) -> list[str]:
+        return ["action_accuracy"] if self.discrete else ["action_mse"]
+
+    def reset(self) -> None:
+        self._sum, self._count = 0.0, 0.0
+
+    @staticmethod
+    def select(outputs: Any, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"action_preds": outputs.action_preds, "labels": batch["labels"], "mask": batch["attention_mask"]}
+
+    def update(self, gathered: dict[str, torch.Tensor]) -> None:
+        preds, labels, mask = gathered["action_preds"].float(), gathered["labels"], gathered["mask"].float()
+        if self.discrete:
+            per_step = (preds.argmax(-1) == labels).float()
+        else:
+            per_step = ((preds - labels.float()) ** 2).mean(-1)
+        self._sum += float((per_step * mask).sum())
+        self._count += float(mask.sum())
+
+    def compute(self) -> dict[str, float]:
+        if not self._count:
+            return {}
+        return {self.names()[0]: self._sum / self._count}
+
+
+def _collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
+
+
+@register_task("rl")
+class RLTask(Task):
+    """Act in Gymnasium environments: PPO-GTrXL online, or a Decision Transformer on collected trajectories."""
+
+    name = "rl"
+    pipeline_task = "reinforcement-learning"
+    domain = "reinforcement-learning"
+    config_class = RLConfig
+    model_class = PolyheadForDecisionMaking
+    processor_class = RLFeatureExtractor
+    default_config = "rl/ppo_gtrxl_cartpole.py"
+    best_metric = "loss"
+    greater_is_better = False
+
+    data_options = _DATA_KEYS
+
+    # -- config -----------------------------------------------------------------------
+    def build_config(self, model_section: Mapping[str, Any], data_section: Mapping[str, Any]) -> RLConfig:
+        """Fill the spaces from the environment (PPO) or the trajectories (DT), and the DT's data statistics."""
+        self.check_data_section(data_section)
+        section = dict(model_section)
+        algorithm = section.get("algorithm", "ppo")
+        if algorithm == "decision_transformer":
+            if "source" not in data_section:
+                raise ConfigError("A Decision Transformer config needs data.source: trajectory dataset folder(s) from `polyhead collect`.")
+            episodes, meta = load_trajectories(data_section["source"])
+            section.setdefault("env_id", meta.get("env_id"))
+            for key in ("observation_space", "action_space"):
+                if key not in section and key in meta:
+                    section[key] = meta[key]
+            observations = np.concatenate([e.observations for e in episodes])
+            section.setdefault("observation_mean", observations.mean(0).tolist())
+            section.setdefault("observation_std", (observations.std(0) + 1e-6).tolist())
+            if section.get("target_return") is None:  # default: the best return in the data
+                section["target_return"] = float(max(e.total_return for e in episodes))
+            longest = max(len(e) for e in episodes)
+            if section.get("max_timestep", 1024) < longest:
+                raise ConfigError(f"model.max_timestep ({section.get('max_timestep', 1024)}) is shorter than the longest episode ({longest}).")
+        else:
+            env_id = section.get("env_id")
+            if not env_id:
+                raise ConfigError("A PPO config needs model.env_id (a Gymnasium id such as 'CartPole-v1').")
+            env = make_env(env_id)
+            section.setdefault("observation_space", space_description(env.observation_space))
+            section.setdefault("action_space", space_description(env.action_space))
+            env.close()
+        return RLConfig.from_model_section(section)
+
+    def build_processor(self, config: RLConfig) -> RLFeatureExtractor:
+        return RLFeatureExtractor.from_config(config)
+
+    # -- offline data (Decision Transformer) --------------------------------------------------
+    def build_data(self, data_section: Mapping[str, Any], config: RLConfig) -> TaskData:
+        self.check_data_section(data_section)
+        if config.algorithm != "decision_transformer":
+            raise ConfigError("A PPO agent has no dataset (it collects its own experience): evaluate it in its environment "
+                              "with polyhead.evaluate_agent(...) or `polyhead evaluate MODEL_DIR --env ID`.")
+        episodes, meta = load_trajectories(data_section["source"])
+        if episodes[0].observations.shape[1] != config.observation_dim:
+            raise DataError(f"The trajectories have {episodes[0].observations.shape[1]}-D observations; the model expects {config.observation_dim}.")
+        splits = split_episodes(episodes, val_fraction=float(data_section.get("val_fraction", 0.1)),
+                                test_fraction=float(data_section.get("test_fraction", 0.1)), seed=int(data_section.get("seed", 0)))
+        stride = int(data_section.get("stride", 1))
+        windows = {name: TrajectoryWindows(eps, context_length=config.context_length, discrete=config.discrete,
+                                           action_dim=config.action_dim, stride=stride if name == "train" else 1)
+                   for name, eps in splits.items()}
+        returns = [e.total_return for e in episodes]
+        behaviours = sorted({e.behaviour for e in episodes if e.behaviour})
+        description = {
+            "source": data_section["source"] if isinstance(data_section["source"], str) else ", ".join(map(str, data_section["source"])),
+            "env_id": config.env_id,
+            "episodes": len(episodes),
+            "steps": int(sum(len(e) for e in episodes)),
+            "behaviour_policies": ", ".join(behaviours) or "unknown",
+            "behaviour_mean_return": float(np.mean(returns)),
+            "eval_episodes": int(data_section.get("eval_episodes", 20)),
+            "splits": {name: {"episodes": len(eps), "windows": len(windows[name])} for name, eps in splits.items()},
+        }
+        return TaskData(**windows, collate_fn=_collate, description=description)
+
+    def build_metrics(self, config: RLConfig) -> RLMetrics:
+        return RLMetrics(discrete=config.discrete)
+
+    def baselines(self, data: TaskData, config: RLConfig) -> dict[str, dict[str, float]]:
+        """The data's (behaviour policy's) mean episode return and a random policy's, in the same environment."""
+        episodes = int(data.description.get("eval_episodes", 20))
+        random_ = run_episodes(config.env_id, lambda env: RandomPolicy(env.action_space, seed=0), episodes=episodes, seed=0)
+        return {"behaviour_policy": {"mean_return": data.description["behaviour_mean_return"]},
+                "random_policy": {"mean_return": random_["mean_return"], "std_return": random_["std_return"]}}
+
+    def rollout_metrics(self, model: PolyheadForDecisionMaking, data: TaskData, config: RLConfig) -> dict[str, float]:
+        """The trained agent's return over ``data.eval_episodes`` episodes (reset seeds 0, 1, ...)."""
+        if not config.env_id:
+            return {}
+        processor = RLFeatureExtractor.from_config(config)
+        result = run_episodes(config.env_id, lambda env: AgentPolicy(model.eval(), processor), check_env=processor.check_env,
+                              episodes=int(data.description.get("eval_episodes", 20)), seed=0)
+        return {k: result[k] for k in ("mean_return", "std_return", "min_return", "max_return")}
+
+    # -- online training (PPO) -----------------------------------------------------------------
+    def is_online(self, model_section: Mapping[str, Any]) -> bool:
+        return model_section.get("algorithm", "ppo") == "ppo"
+
+    def train_online(self, cfg: Any, *, resume: bool = False) -> Any:
+        """PPO in :mod:`polyhead.tasks.rl.ppo`; writes ``<output_dir>/best`` like the generic path."""
+        from polyhead.workflows import RunResult, _section
+
+        from .ppo import PPOArguments, train_ppo
+
+        if resume:
+            raise ConfigError("PPO runs do not resume from checkpoints; start the run again (it is seeded).")
+        args = PPOArguments.from_section(_section(cfg, "train"))  # bad options fail before any environment starts
+        model_section = {k: v for k, v in _section(cfg, "model").items() if k != "task"}
+        config = self.build_config(model_section, _section(cfg, "data"))
+        torch.manual_seed(args.seed)
+        model = PolyheadForDecisionMaking(config)
+        metrics = train_ppo(model, RLFeatureExtractor.from_config(config), args, env_id=config.env_id, cfg=cfg)
+        return RunResult(best_dir=Path(args.output_dir) / "best", metrics=metrics)
+
+    # -- export --------------------------------------------------------------------------------
+    def export_spec(self, config: RLConfig) -> ExportSpec:
+        """Dynamic batch; the window is ``context_length`` steps (left-padded by the rollout)."""
+        k, dt = config.context_length, config.algorithm == "decision_transformer"
+        inputs = ["observations", "attention_mask"] + (["actions", "returns_to_go", "timesteps"] if dt else [])
+        outputs = ["action_preds"] + ([] if dt else ["values"])
+
+        def make_inputs(sizes: Mapping[str, int]) -> dict[str, torch.Tensor]:
+            b = sizes["batch"]
+            mask = torch.ones(b, k, dtype=torch.long)
+            mask[0, : k // 2] = 0  # one left-padded window, as at an episode's start
+            made = {"observations": torch.randn(b, k, config.observation_dim), "attention_mask": mask}
+            if dt:
+                if config.discrete:
+                    made["actions"] = torch.randint(0, config.action_dim, (b, k))
+                else:
+                    low, high = (torch.tensor(config.action_space[x], dtype=torch.float32) for x in ("low", "high"))
+                    made["actions"] = low + torch.rand(b, k, config.action_dim) * (high - low)
+                made["returns_to_go"] = torch.rand(b, k, 1) * (config.target_return or 1.0)
+                made["timesteps"] = torch.arange(k).expand(b, k).clone()
+            return made
+
+        return ExportSpec(input_names=inputs, output_names=outputs, output_class=DecisionMakingOutput, make_inputs=make_inputs,
+                          dynamic_axes={name: {0: "batch"} for name in inputs})
+
+    @classmethod
+    def example_config(cls) -> RLConfig:
+        return RLConfig(
+            algorithm="decision_transformer", env_id="CartPole-v1", context_length=4, max_timestep=64, return_scale=100.0,
+            target_return=100.0, observation_space={"type": "box", "shape": [4]}, action_space={"type": "discrete", "n": 2},
+            backbone={"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "causal": True, "position": "none", "max_length": 12},
+            head={"type": "dt_action"},
+        )
+
+
+def evaluate_agent(
+    model_dir: str | Path,
+    env_id: str | None = None,
+    *,
+    episodes: int = 20,
+    seed: int = 0,
+    target_return: float | None = None,
+    video: str | None = None,
+    backend: str = "torch",
+) -> dict[str, Any]:
+    """Play ``episodes`` Gymnasium episodes with a saved agent (deterministic policy, reset seeds ``seed, seed + 1, ...``).
+
+    Args:
+        model_dir: a polyhead RL model dir (or Hub repo id).
+        env_id: the environment (default: the one the agent was trained in); its spaces must match the agent's.
+        target_return: the return a Decision Transformer is conditioned on (default: the saved one).
+        video: write the first episode to this ``.mp4`` (Gymnasium ``RecordVideo``, needs ``moviepy``).
+        backend: ``"torch"`` or ``"onnx"`` (the exported ``model.onnx``).
+
+    Returns:
+        ``{"mean_return", "std_return", "min_return", "max_return", "returns", "env_steps", "steps_per_second", ...}``.
+    """
+    from polyhead.loading import AutoModel as PolyheadAutoModel, load_processor
+
+    if backend not in ("torch", "onnx"):
+        raise ConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}.")
+    if backend == "onnx":
+        from polyhead.export import OnnxModel
+
+        model = OnnxModel(model_dir)
+    else:
+        model = PolyheadAutoModel.from_pretrained(model_dir).eval()
+    if model.config.model_type != RLConfig.model_type:
+        raise ConfigError(f"{model_dir} is a {model.config.model_type} model; evaluate_agent needs a polyhead-rl agent.")
+    processor = load_processor(model_dir)
+    env_id = env_id or model.config.env_id
+    if not env_id:
+        raise ConfigError("Pass env_id: this agent does not record the environment it was trained in.")
+    result = run_episodes(env_id, lambda env: AgentPolicy(model, processor, target_return=target_return), episodes=episodes,
+                          seed=seed, video=video, check_env=processor.check_env)
+    result.update({"model": str(model_dir), "backend": backend, "algorithm": model.config.algorithm})
+    if model.config.algorithm == "decision_transformer":
+        result["target_return"] = target_return if target_return is not None else model.config.target_return
+    return result
+
+
+def collect(
+    model_dir: str | Path,
+    env_id: str,
+    *,
+    episodes: int,
+    out: str | Path | None = None,
+    seed: int = 0,
+    epsilon: float = 0.0,
+    deterministic: bool = True,
+    target_return: float | None = None,
+):
+    """Roll a saved agent (or ``"random"``) out into a trajectory dataset; ``save_to_disk`` it to ``out`` if given.
+
+    ``epsilon`` replaces each action by a random one with that probability (mixed-quality data).
+    The folder is written to a temporary name and renamed, so it is complete or absent.
+    """
+    from polyhead.loading import AutoModel as PolyheadAutoModel, load_processor
+    from polyhead.training import atomic_directory
+
+    if str(model_dir) == "random":
+        factory, behaviour, check = (lambda env: RandomPolicy(env.action_space, seed=seed)), "random", None
+    else:
+        model = PolyheadAutoModel.from_pretrained(model_dir).eval()
+        if model.config.model_type != RLConfig.model_type:
+            raise ConfigError(f"{model_dir} is a {model.config.model_type} model; collect needs a polyhead-rl agent or 'random'.")
+        processor = load_processor(model_dir)
+        behaviour = f"{model.config.algorithm}:{Path(str(model_dir)).name}" + (f"+eps{epsilon:g}" if epsilon else "")
+
+        def factory(env):
+            return AgentPolicy(model, processor, deterministic=deterministic, epsilon=epsilon, seed=seed, target_return=target_return)
+
+        check = processor.check_env
+    dataset = collect_trajectories(env_id, factory, episodes=episodes, seed=seed, behaviour=behaviour, check_env=check)
+    if out is not None:
+        with atomic_directory(Path(out)) as tmp:
+            dataset.save_to_disk(str(tmp))
+    return dataset

@@ -1,0 +1,292 @@
+"""RL task: config, model, PPO routing, trajectory collection, Decision Transformer training, evaluation, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import datasets
+import numpy as np
+import pytest
+import torch
+import transformers
+
+import polyhead
+from polyhead.cli import main as cli_main
+from polyhead.errors import ConfigError, DataError, InputError, UnknownNameError
+from polyhead.tasks.rl import PolyheadForDecisionMaking, RLConfig, RLFeatureExtractor, RLTask, collect, evaluate_agent
+from polyhead.tasks.rl.data import TrajectoryWindows, load_trajectories
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Agents act one small batch at a time: one thread is fastest (two threads contend on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+TINY_BACKBONE = {"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "causal": True, "dropout": 0.0, "max_length": 4, "residual": "gru"}
+
+TINY_PPO = {
+    "model.algorithm": "ppo", "model.env_id": "CartPole-v1", "model.context_length": 4,
+    "model.backbone": TINY_BACKBONE, "model.head": {"type": "actor_critic", "hidden_dim": 8},
+    "train.total_timesteps": 256, "train.num_envs": 2, "train.num_steps": 64, "train.num_minibatches": 2,
+    "train.update_epochs": 1, "train.eval_every": 1, "train.eval_episodes": 1, "train.final_eval_episodes": 2,
+    "train.log_with": None, "train.progress_bar": False,
+}
+
+
+@pytest.fixture(scope="module")
+def ppo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ppo")
+    result = polyhead.train("configs/rl/ppo_gtrxl_cartpole.py", cfg_options={**TINY_PPO, "train.output_dir": str(out)})
+    return result
+
+
+@pytest.fixture(scope="module")
+def trajectories(tmp_path_factory, ppo_dir):
+    root = tmp_path_factory.mktemp("traj")
+    collect("random", "CartPole-v1", episodes=6, seed=0, out=root / "random")
+    collect(ppo_dir.best_dir, "CartPole-v1", episodes=4, seed=100, epsilon=0.2, out=root / "agent")
+    return root
+
+
+@pytest.fixture(scope="module")
+def dt_result(tmp_path_factory, trajectories):
+    out = tmp_path_factory.mktemp("dt")
+    options = {
+        "model.context_length": 4, "model.max_timestep": 512, "model.target_return": None,
+        "model.backbone": {"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "causal": True, "position": "none", "max_length": 12},
+        "data.source": [str(trajectories / "random"), str(trajectories / "agent")], "data.val_fraction": 0.2,
+        "data.test_fraction": 0.2, "data.eval_episodes": 2,
+        "train.output_dir": str(out), "train.max_steps": 4, "train.eval_every": 2, "train.batch_size": 8, "train.warmup_steps": 0,
+        "train.progress_bar": False,
+    }
+    return polyhead.train("configs/rl/decision_transformer_cartpole.py", cfg_options=options)
+
+
+# -- config and model -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"algorithm": "dqn"}, UnknownNameError, "Unknown RL algorithm 'dqn'"),
+        ({"observation_space": {"type": "box", "shape": [2, 2]}}, ConfigError, "must be a flat Box"),
+        ({"observation_space": {"type": "discrete", "n": 3}}, ConfigError, "discrete observations are not supported"),
+        ({"action_space": {"type": "box", "shape": [1]}}, ConfigError, "needs 'low' and 'high'"),
+        ({"observation_mean": [0.0]}, ConfigError, "observation_mean must have 4 values"),
+        ({"context_length": 0}, ConfigError, "context_length must be a positive integer"),
+    ],
+)
+def test_config_validation(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        RLConfig(**kwargs)
+
+
+def test_model_checks_head_backbone_and_length():
+    with pytest.raises(ConfigError, match="needs the 'dt_action' head"):
+        PolyheadForDecisionMaking(RLConfig(algorithm="decision_transformer", backbone=TINY_BACKBONE, head={"type": "actor_critic"}))
+    with pytest.raises(ConfigError, match="causal sequence backbone"):
+        PolyheadForDecisionMaking(RLConfig(backbone={**TINY_BACKBONE, "causal": False}))
+    with pytest.raises(ConfigError, match="more than the backbone's max_length"):
+        PolyheadForDecisionMaking(RLConfig(context_length=8, backbone=TINY_BACKBONE))
+
+
+def test_dt_forward_loss_and_causality():
+    config = RLTask.example_config()
+    model = PolyheadForDecisionMaking(config).eval()
+    inputs = RLTask().export_spec(config).make_inputs({"batch": 3})
+    out = model(**inputs)
+    assert out.loss is None and out.values is None and out.action_preds.shape == (3, 4, 2)
+    assert model(**inputs, labels=inputs["actions"]).loss.ndim == 0
+    # the action at step t does not change the prediction at step t (it comes after the state token)
+    changed = dict(inputs, actions=inputs["actions"].clone())
+    changed["actions"][:, -1] = 1 - changed["actions"][:, -1]
+    torch.testing.assert_close(model(**changed).action_preds[:, -1], out.action_preds[:, -1])
+    with pytest.raises(InputError, match=r"observations must have shape \(B, K, 4\)"):
+        model(**dict(inputs, observations=inputs["observations"][..., :3]))
+    with pytest.raises(InputError, match="timesteps must be an integer tensor"):
+        model(**dict(inputs, timesteps=inputs["timesteps"].float()))
+    with pytest.raises(InputError, match="reads at most context_length=4"):
+        model(observations=torch.randn(1, 5, 4))
+
+
+def test_continuous_dt_actions_stay_in_bounds():
+    config = RLConfig(algorithm="decision_transformer", observation_space={"type": "box", "shape": [3]},
+                      action_space={"type": "box", "shape": [1], "low": [-2.0], "high": [2.0]}, context_length=3, target_return=0.0,
+                      backbone={**TINY_BACKBONE, "max_length": 9}, head={"type": "dt_action"})
+    model = PolyheadForDecisionMaking(config)
+    inputs = RLTask().export_spec(config).make_inputs({"batch": 2})
+    out = model(**inputs, labels=inputs["actions"])
+    assert out.action_preds.shape == (2, 3, 1) and out.action_preds.abs().max() <= 2.0
+    out.loss.backward()
+
+
+def test_save_load_roundtrip(tmp_path):
+    config = RLTask.example_config()
+    model = PolyheadForDecisionMaking(config).eval()
+    model.save_pretrained(tmp_path)
+    loaded = transformers.AutoModel.from_pretrained(tmp_path).eval()
+    assert type(loaded) is PolyheadForDecisionMaking and loaded.config.action_space == config.action_space
+    inputs = RLTask().export_spec(config).make_inputs({"batch": 2})
+    torch.testing.assert_close(loaded(**inputs).action_preds, model(**inputs).action_preds)
+
+
+# -- PPO (online, through `polyhead train`) ------------------------------------------------
+def test_ppo_trains_through_polyhead_train(ppo_dir):
+    best = ppo_dir.best_dir
+    metrics = json.loads((best / "metrics.json").read_text())
+    assert metrics["algorithm"] == "ppo" and metrics["budget"]["env_steps"] == 256
+    assert set(metrics["test"]) >= {"mean_return", "std_return"} and "random_policy" in metrics["baselines"]
+    assert (best / "training_config.py").is_file() and (best / "preprocessor_config.json").is_file()
+    card = (best / "README.md").read_text()
+    assert "reinforcement-learning" in card and "random_policy" in card
+    model = polyhead.AutoModel.from_pretrained(best)
+    assert model.config.backbone["residual"] == "gru" and model.config.env_id == "CartPole-v1"
+
+
+def test_ppo_rejects_unknown_options_and_resume(tmp_path):
+    with pytest.raises(ConfigError, match="train.num_env is not a PPO option. Did you mean 'num_envs'"):
+        polyhead.train("configs/rl/ppo_gtrxl_cartpole.py", cfg_options={**TINY_PPO, "train.num_env": 2})
+    with pytest.raises(ConfigError, match="do not resume"):
+        polyhead.train("configs/rl/ppo_gtrxl_cartpole.py", cfg_options=TINY_PPO, resume=True)
+    with pytest.raises(UnknownNameError, match="Unknown Gymnasium environment 'CartPol-v1'"):
+        polyhead.train("configs/rl/ppo_gtrxl_cartpole.py", cfg_options={**TINY_PPO, "model.env_id": "CartPol-v1"})
+
+
+def test_evaluate_agent_is_seeded_and_checks_the_env(ppo_dir):
+    first = evaluate_agent(ppo_dir.best_dir, "CartPole-v1", episodes=2, seed=3)
+    again = evaluate_agent(ppo_dir.best_dir, episodes=2, seed=3)
+    assert first["returns"] == again["returns"] and len(first["returns"]) == 2
+    assert first["mean_return"] == pytest.approx(np.mean(first["returns"]))
+    assert first["steps_per_second"] > 0
+    with pytest.raises(InputError, match="Pendulum-v1 has the observation space Box\\(shape=\\(3,\\)\\).*CartPole-v1"):
+        evaluate_agent(ppo_dir.best_dir, "Pendulum-v1", episodes=1)
+    with pytest.raises(UnknownNameError, match="Unknown Gymnasium environment"):
+        evaluate_agent(ppo_dir.best_dir, "NoSuchEnv-v0", episodes=1)
+    with pytest.raises(ConfigError, match="episodes must be a positive integer"):
+        evaluate_agent(ppo_dir.best_dir, episodes=0)
+
+
+def test_processor_checks_observations():
+    proc = RLFeatureExtractor.from_config(RLConfig())
+    assert proc.check_observations([0.1, 0.2, 0.3, 0.4]).dtype == np.float32
+    with pytest.raises(InputError, match=r"shape \(4,\), got \(3,\)"):
+        proc.check_observations(np.zeros(3))
+    with pytest.raises(InputError, match="NaN or infinite"):
+        proc.check_observations(np.array([0.0, np.nan, 0.0, 0.0]))
+    with pytest.raises(InputError, match="must be numeric"):
+        proc.check_observations(np.array(["a", "b", "c", "d"]))
+    with pytest.raises(InputError, match="must hold numbers"):
+        proc.check_observations(["a", None, 1, 2])
+
+
+# -- trajectories and the Decision Transformer --------------------------------------------------
+def test_collect_writes_a_trajectory_dataset(trajectories):
+    ds = datasets.load_from_disk(str(trajectories / "random"))
+    assert len(ds) == 6 and set(ds.column_names) >= {"observations", "actions", "rewards", "terminations", "truncations", "episode_return"}
+    meta = json.loads(ds.info.description)
+    assert meta["env_id"] == "CartPole-v1" and meta["action_space"] == {"type": "discrete", "n": 2}
+    row = ds[0]
+    assert len(row["observations"]) == len(row["actions"]) == len(row["rewards"]) == row["length"]
+    assert row["terminations"][-1] or row["truncations"][-1]
+    assert sum(row["rewards"]) == row["episode_return"]
+    again = collect("random", "CartPole-v1", episodes=6, seed=0)
+    assert again["episode_return"] == ds["episode_return"]  # seeded
+
+
+def test_trajectory_windows_are_left_padded(trajectories):
+    episodes, _ = load_trajectories(str(trajectories / "random"))
+    windows = TrajectoryWindows(episodes, context_length=4, discrete=True, action_dim=2)
+    assert len(windows) == sum(len(e) for e in episodes)
+    first = windows[0]
+    assert first["attention_mask"].tolist() == [0, 0, 0, 1] and first["timesteps"][-1] == 0
+    assert first["returns_to_go"][-1, 0] == pytest.approx(episodes[0].total_return)
+    later = windows[5]
+    assert later["attention_mask"].tolist() == [1, 1, 1, 1] and later["timesteps"].tolist() == [2, 3, 4, 5]
+    torch.testing.assert_close(later["labels"], later["actions"])
+
+
+def test_bad_trajectory_datasets(tmp_path):
+    with pytest.raises(DataError, match="does not exist; create it with `polyhead collect"):
+        load_trajectories(str(tmp_path / "missing"))
+    empty = datasets.Dataset.from_dict({"observations": [], "actions": [], "rewards": []})
+    empty.save_to_disk(str(tmp_path / "empty"))
+    with pytest.raises(DataError, match="has no episodes|is not a datasets folder"):  # datasets cannot reload 0 shards
+        load_trajectories(str(tmp_path / "empty"))
+    with pytest.raises(DataError, match="is not a datasets folder"):
+        load_trajectories(str(tmp_path))
+    datasets.Dataset.from_dict({"observations": [[[0.0] * 4]], "rewards": [[1.0]]}).save_to_disk(str(tmp_path / "noact"))
+    with pytest.raises(DataError, match=r"lacks column\(s\) \['actions'\]"):
+        load_trajectories(str(tmp_path / "noact"))
+    bad = {"observations": [[[0.0] * 4, [0.0] * 4]], "actions": [[0]], "rewards": [[1.0, 1.0]]}
+    datasets.Dataset.from_dict(bad).save_to_disk(str(tmp_path / "ragged"))
+    with pytest.raises(DataError, match="Episode 0 .* is malformed: 2 observations, 1 actions and 2 rewards"):
+        load_trajectories(str(tmp_path / "ragged"))
+    nan = {"observations": [[[float("nan")] * 4]], "actions": [[0]], "rewards": [[1.0]]}
+    datasets.Dataset.from_dict(nan).save_to_disk(str(tmp_path / "nan"))
+    with pytest.raises(DataError, match="NaN or infinite"):
+        load_trajectories(str(tmp_path / "nan"))
+    with pytest.raises(ConfigError, match="needs data.source"):
+        RLTask().build_config({"algorithm": "decision_transformer"}, {})
+
+
+def test_decision_transformer_trains_with_the_generic_trainer(dt_result, trajectories):
+    best = dt_result.best_dir
+    metrics = dt_result.metrics
+    assert metrics["global_step"] == 4
+    assert set(metrics["test"]) >= {"loss", "action_accuracy", "mean_return", "std_return"}
+    assert set(metrics["baselines"]) == {"behaviour_policy", "random_policy"}
+    model = polyhead.AutoModel.from_pretrained(best)
+    cfg = model.config
+    assert cfg.algorithm == "decision_transformer" and cfg.env_id == "CartPole-v1" and len(cfg.observation_std) == 4
+    episodes, _ = load_trajectories([str(trajectories / "random"), str(trajectories / "agent")])
+    assert cfg.target_return == max(e.total_return for e in episodes)
+    card = (best / "README.md").read_text()
+    assert "behaviour_policy" in card and "mean_return" in card
+    result = evaluate_agent(best, episodes=1, target_return=50.0)
+    assert result["target_return"] == 50.0 and result["algorithm"] == "decision_transformer"
+
+
+def test_cli_collect_and_evaluate(ppo_dir, tmp_path, capsys):
+    out = tmp_path / "t"
+    assert cli_main(["collect", "random", "--env", "CartPole-v1", "--episodes", "3", "--out", str(out)]) == 0
+    assert "Collected 3 CartPole-v1 episodes" in capsys.readouterr().out
+    assert len(datasets.load_from_disk(str(out))) == 3
+    assert cli_main(["evaluate", str(ppo_dir.best_dir), "--env", "CartPole-v1", "--episodes", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["episodes"] == 2 and len(report["returns"]) == 2
+    assert cli_main(["evaluate", str(ppo_dir.best_dir), "--episodes", "1"]) == 0
+    assert "CartPole-v1: mean return" in capsys.readouterr().out
+    assert cli_main(["collect", "random", "--env", "Nope-v9", "--episodes", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "Unknown Gymnasium environment" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_video_of_the_first_episode(ppo_dir, tmp_path):
+    pytest.importorskip("moviepy")
+    video = tmp_path / "videos" / "agent.mp4"
+    result = evaluate_agent(ppo_dir.best_dir, episodes=2, seed=0, video=str(video))
+    assert result["video"] == str(video) and video.stat().st_size > 1000
+    assert not list(video.parent.glob("*-episode-*.mp4"))
+    with pytest.raises(ConfigError, match="must name an .mp4 file"):
+        evaluate_agent(ppo_dir.best_dir, episodes=1, video=str(tmp_path / "agent.gif"))
+
+
+def test_continuous_ppo_and_dt_run_end_to_end_on_pendulum(tmp_path):
+    """The Box-action paths (Gaussian PPO head, tanh DT head) train, save, collect and evaluate (tiny budget)."""
+    options = {**TINY_PPO, "model.env_id": "Pendulum-v1", "train.output_dir": str(tmp_path / "ppo"), "train.final_eval_episodes": 1}
+    result = polyhead.train("configs/rl/ppo_gtrxl_cartpole.py", cfg_options=options)
+    model = polyhead.AutoModel.from_pretrained(result.best_dir)
+    assert not model.config.discrete and model.config.action_space["high"] == [2.0]
+    assert model.head.log_std is not None
+    data = collect(result.best_dir, "Pendulum-v1", episodes=3, epsilon=0.5, out=tmp_path / "traj")
+    assert np.asarray(data[0]["actions"]).shape == (200, 1) and np.abs(np.asarray(data[0]["actions"])).max() <= 2.0
+    dt = polyhead.train("configs/rl/decision_transformer_cartpole.py", cfg_options={
+        "model.context_length": 4, "model.return_scale": 1000.0, "model.target_return": -200.0,
+        "model.backbone": {"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "causal": True, "position": "none", "max_length": 12},
+        "data.source": str(tmp_path / "traj"), "data.val_fraction": 0.34, "data.test_fraction": 0.34, "data.eval_episodes": 1,
+        "train.output_dir": str(tmp_path / "dt"), "train.max_steps": 2, "train.eval_every": 2, "train.batch_size": 8,
+        "train.warmup_steps": 0, "train.progress_bar": False,
+    })
+    assert set(dt.metrics["test"]) >= {"action_mse", "mean_return"}
