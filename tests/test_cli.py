@@ -86,7 +86,7 @@ def test_evaluate_default_model_on_other_data(tmp_path):
         (["train", "forecasting", "--cfg-options", "train.epochs"], "expects key=value"),
         (["evaluate", "/nonexistent/model"], "does not exist"),
         (["predict", DEFAULT, "/nonexistent.csv"], "does not exist"),
-        (["evaluate", DEFAULT, "--data", "/nonexistent.csv"], "neither an embedded series"),
+        (["evaluate", DEFAULT, "--data", "/nonexistent.csv"], "is not an existing file or folder"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(args, message):

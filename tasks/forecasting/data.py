@@ -24,6 +24,8 @@ from torch.utils.data import Dataset
 from polyhead.errors import DataError
 from polyhead.validation import look_up_option
 
+from .._tables import load_table as _load_table
+
 __all__ = [
     "EMBEDDED_SERIES",
     "example_series",
@@ -70,36 +72,9 @@ def infer_freq(index: pd.DatetimeIndex) -> str | None:
 
 
 def load_table(source: Any) -> datasets.Dataset:
-    """Load a table as a ``datasets.Dataset``.
-
-    Args:
-        source: an embedded series name (``"co2_weekly"``), a path to a ``.csv`` /
-            ``.parquet`` / ``.json(l)`` file or a ``save_to_disk`` folder, a pandas
-            DataFrame, or a ``datasets.Dataset``.
-    """
-    if isinstance(source, datasets.Dataset):
-        return source
-    if isinstance(source, pd.DataFrame):
-        return datasets.Dataset.from_pandas(source, preserve_index=False)
-    if isinstance(source, str) and source in EMBEDDED_SERIES:
-        source = _embedded_path(source)
-    path = Path(str(source))
-    if not path.exists():
-        raise DataError(
-            f"Data source {str(source)!r} is neither an embedded series ({', '.join(EMBEDDED_SERIES)}) "
-            "nor an existing file or folder."
-        )
-    if path.is_dir():
-        try:
-            return datasets.load_from_disk(str(path))
-        except (FileNotFoundError, ValueError) as err:
-            raise DataError(f"{path} is a folder but not a dataset saved with save_to_disk: {err}") from None
-    builders = {".csv": "csv", ".parquet": "parquet", ".json": "json", ".jsonl": "json"}
-    builder = look_up_option(path.suffix.lower(), builders, "data file type")
-    try:
-        return datasets.load_dataset(builder, data_files=str(path), split="train")
-    except Exception as err:  # datasets raises many types for unreadable files
-        raise DataError(f"Could not read {path} as {builder}: {err}") from None
+    """A table as a ``datasets.Dataset``: an embedded series name (``"co2_weekly"``), a
+    ``.csv`` / ``.parquet`` / ``.json(l)`` file, a ``save_to_disk`` folder, a DataFrame or a Dataset."""
+    return _load_table(source, named={name: _embedded_path(name) for name in EMBEDDED_SERIES})
 
 
 @dataclass

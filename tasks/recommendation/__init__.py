@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
-from polyhead.errors import ConfigError, DataError, did_you_mean
+from polyhead.errors import DataError
 from polyhead.export import ExportSpec
 from polyhead.registry import register_task
 
@@ -87,17 +87,12 @@ class RecommendationTask(Task):
     default_config = "recommendation/sasrec_ml100k.py"
     best_metric = "loss"
     greater_is_better = False
-
-    @staticmethod
-    def _check_data_section(data_section: Mapping[str, Any]) -> None:
-        for key in data_section:
-            if key not in _DATA_KEYS:
-                raise ConfigError(f"data.{key} is not a recommendation data option.{did_you_mean(key, _DATA_KEYS)} Options: {', '.join(_DATA_KEYS)}.")
+    data_options = _DATA_KEYS
 
     # -- config ------------------------------------------------------------------------
     def build_config(self, model_section: Mapping[str, Any], data_section: Mapping[str, Any]) -> RecommendationConfig:
         """The model section, with the item vocabulary / field vocabularies filled from the data."""
-        self._check_data_section(data_section)
+        self.check_data_section(data_section)
         config = RecommendationConfig.from_model_section(model_section)
         frame = _interactions(data_section.get("source", ML100K))
         if config.objective == "next_item":
@@ -131,7 +126,7 @@ class RecommendationTask(Task):
 
     # -- data --------------------------------------------------------------------------
     def build_data(self, data_section: Mapping[str, Any], config: RecommendationConfig) -> TaskData:
-        self._check_data_section(data_section)
+        self.check_data_section(data_section)
         source = data_section.get("source", ML100K)
         frame = _interactions(source)
         if config.objective == "next_item":

@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from .._tables import load_table
 from polyhead.errors import DataError
 
 __all__ = [
@@ -147,8 +148,6 @@ def load_interactions(source: Any = ML100K) -> pd.DataFrame:
     elif isinstance(source, (str, os.PathLike)) and Path(source).is_dir() and (Path(source) / "ml-100k.inter").is_file():
         frame = _load_movielens(Path(source))
     else:
-        from polyhead.tasks.forecasting.data import load_table  # the generic table loader (datasets)
-
         frame = source if isinstance(source, pd.DataFrame) else load_table(source).to_pandas()
     missing = [c for c in ("user_id", "item_id", "timestamp") if c not in frame.columns]
     if missing:

@@ -195,7 +195,7 @@ def test_data_sources(tmp_path, multivariate_frame, form):
 
 
 def test_data_errors(tmp_path, multivariate_frame):
-    with pytest.raises(DataError, match="neither an embedded series"):
+    with pytest.raises(DataError, match="is not an existing file or folder"):
         load_table(str(tmp_path / "nope.csv"))
     (tmp_path / "x.txt").write_text("1,2")
     with pytest.raises(UnknownNameError, match="Unknown data file type '.txt'"):
@@ -336,7 +336,7 @@ def test_resume_without_checkpoint_is_an_error(tiny_forecasting):
         ({"train.precision": "fp8"}, UnknownNameError, "Unknown train.precision 'fp8'"),
         ({"train.precision": "fp16"}, ConfigError, "needs a GPU; on the CPU use 'bf16'"),
         ({"data.sorce": "x"}, ConfigError, "Did you mean 'source'"),
-        ({"data.source": "/nonexistent.csv"}, DataError, "neither an embedded series"),
+        ({"data.source": "/nonexistent.csv"}, DataError, "is not an existing file or folder"),
         ({"model.horizon": -1}, ConfigError, "horizon must be a positive integer"),
         ({"model.backbone.type": "nope"}, UnknownNameError, "Unknown backbone 'nope'"),
         ({"train.best_metric": "accuracy"}, ConfigError, "best_metric 'accuracy' is not computed"),

@@ -99,6 +99,18 @@ def test_forward_loss_exactly_with_labels_and_tied_table():
     assert torch.isfinite(model(input_ids=short).scores).all()
 
 
+def test_sampled_softmax_model_trains():
+    torch.manual_seed(0)
+    base = RecommendationTask.example_config()
+    model = PolyheadForRecommendation(RecommendationConfig(item_vocab=base.item_vocab, max_length=8, backbone=base.backbone,
+                                                           head={"type": "next_item", "loss": "sampled", "num_negatives": 16}))
+    labels = torch.randint(0, 40, (3, 8))
+    labels[:, :2] = -100
+    loss = model(input_ids=torch.randint(0, 40, (3, 8)), labels=labels).loss
+    loss.backward()
+    assert torch.isfinite(loss) and model.head.item_embedding.weight.grad is not None
+
+
 def test_save_load_roundtrip_with_auto_classes(tmp_path):
     config = RecommendationTask.example_ctr_config()
     model = PolyheadForRecommendation(config).eval()
@@ -208,7 +220,7 @@ def test_bad_data_sections(interactions_csv):
     task = RecommendationTask()
     with pytest.raises(ConfigError, match="data.sorce is not a recommendation data option. Did you mean 'source'"):
         task.build_config({}, {"sorce": "x"})
-    with pytest.raises(DataError, match="neither an embedded series"):
+    with pytest.raises(DataError, match="is not an existing file or folder"):
         task.build_config({}, {"source": "no-such-file.csv"})
     with pytest.raises(DataError, match="Field 'zip' is not a column"):
         task.build_config({"head": {"type": "ctr"}, "fields": [{"name": "zip"}]}, {"source": str(interactions_csv)})
