@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import DataError, ExportError, InputError, ModelLoadError
+from .errors import ConfigError, DataError, ExportError, InputError, ModelLoadError
 
 __all__ = ["ExportSpec", "OnnxModel", "export_onnx", "ONNX_NAME", "REPORT_NAME", "INT8_NAME"]
 
@@ -340,7 +340,7 @@ def _quantize_int8(fp32: Path, int8: Path, wrapper: nn.Module, spec: ExportSpec,
         try:
             fp32_metrics = evaluate_model_dir(model_dir, backend="onnx", onnx_file=fp32)["metrics"]
             int8_metrics = evaluate_model_dir(model_dir, backend="onnx", onnx_file=int8)["metrics"]
-        except DataError as err:  # e.g. an online RL agent has no test split: it is judged by episodes
+        except (ConfigError, DataError) as err:  # e.g. an online RL agent has no test split: it is judged by episodes
             result["test_metrics"] = {"skipped": str(err)}
         else:
             result["test_metrics"] = {"fp32": fp32_metrics, "int8": int8_metrics,
