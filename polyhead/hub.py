@@ -39,7 +39,7 @@ from typing import Any
 from . import registry
 from .errors import ConfigError, HubError, ModelLoadError
 from .export import INT8_NAME, ONNX_NAME, REPORT_NAME
-from .loading import check_model_dir, task_of
+from .loading import check_model_dir, parse_polyhead_config, task_of
 from .workflows import METRICS_NAME, TRAINING_CONFIG_NAME
 
 __all__ = [
@@ -530,16 +530,7 @@ def hub_model_dir(
         raise ModelLoadError(f"{repo_id!r} is neither a local model dir nor a valid Hub repo id ('org/name'): {err}") from None
     except (HTTPError, OSError, OfflineModeIsEnabled) as err:
         raise _pull_error(err, repo_id, revision, token, local_files_only) from None
-    try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as err:
-        raise ModelLoadError(f"config.json of Hub repo {repo_id} is not valid JSON: {err}") from None
-    model_type = config.get("model_type", "") if isinstance(config, dict) else ""
-    if not str(model_type).startswith("polyhead-"):
-        raise ModelLoadError(
-            f"Hub repo {repo_id} holds a {model_type or 'non-transformers'!s} model, not a polyhead model "
-            "(config.json model_type should start with 'polyhead-'); load it with transformers instead."
-        )
+    parse_polyhead_config(config_file, where=f"Hub repo {repo_id}", hint="; load it with transformers instead")
     # The snapshot of the very commit whose config was checked, even if the branch moves meanwhile.
     commit = config_file.parent.name if re.fullmatch(r"[0-9a-f]{40}", config_file.parent.name) else revision
     patterns = [*PULL_PATTERNS, *(["*.onnx"] if include_onnx else [])]

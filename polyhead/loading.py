@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 
 from .errors import ModelLoadError
 
-__all__ = ["AutoModel", "check_model_dir", "looks_local", "load_processor", "read_config_dict", "task_of"]
+__all__ = ["AutoModel", "check_model_dir", "looks_local", "parse_polyhead_config", "load_processor", "read_config_dict", "task_of"]
 
 WEIGHTS_NAME = "model.safetensors"
 
@@ -39,15 +39,20 @@ def read_config_dict(model_dir: str | os.PathLike) -> dict[str, Any]:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ModelLoadError(f"{path} has no config.json; it is not a saved polyhead model.")
+    return parse_polyhead_config(config_file, where=str(path))
+
+
+def parse_polyhead_config(config_file: Path, *, where: str, hint: str = "") -> dict[str, Any]:
+    """Read ``config.json`` and check it describes a polyhead model (``model_type`` ``polyhead-*``)."""
     try:
-        config = json.loads(config_file.read_text())
+        config = json.loads(Path(config_file).read_text())
     except json.JSONDecodeError as err:
-        raise ModelLoadError(f"{config_file} is not valid JSON: {err}") from None
+        raise ModelLoadError(f"config.json of {where} is not valid JSON: {err}") from None
     model_type = config.get("model_type", "") if isinstance(config, dict) else ""
     if not str(model_type).startswith("polyhead-"):
         raise ModelLoadError(
-            f"{path} holds a {model_type or 'non-transformers'!s} model, not a polyhead model "
-            "(config.json model_type should start with 'polyhead-')."
+            f"{where} holds a {model_type or 'non-transformers'!s} model, not a polyhead model "
+            f"(config.json model_type should start with 'polyhead-'){hint}."
         )
     return config
 
