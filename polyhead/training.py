@@ -37,8 +37,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from .errors import ConfigError, DataError, did_you_mean
-from .validation import look_up_option
+from .errors import ConfigError, DataError
+from .validation import dataclass_from_section, look_up_option
 
 __all__ = ["evaluate", "make_accelerator", "TrainingArguments", "TrainerState", "Trainer", "TrainResult", "atomic_directory", "rewrite_directory", "save_model_dir"]
 
@@ -120,11 +120,7 @@ class TrainingArguments:
     @classmethod
     def from_section(cls, section: dict[str, Any]) -> "TrainingArguments":
         """Build from a config's ``train`` section; unknown keys get a did-you-mean."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in section:
-            if key not in names:
-                raise ConfigError(f"train.{key} is not a training option.{did_you_mean(key, names)} Options: {', '.join(names)}.")
-        return cls(**section)
+        return dataclass_from_section(cls, section, "a training option")
 
 
 @dataclass

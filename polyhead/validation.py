@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .errors import ConfigError, UnknownNameError, did_you_mean
 
-__all__ = ["look_up_option", "check_positive", "check_probability"]
+__all__ = ["look_up_option", "check_positive", "check_probability", "dataclass_from_section"]
 
 V = TypeVar("V")
 
@@ -34,3 +35,21 @@ def check_probability(name: str, value: float) -> None:
     """Raise :class:`ConfigError` unless ``0 <= value < 1``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
         raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}.")
+
+
+D = TypeVar("D")
+
+
+def dataclass_from_section(cls: type[D], section: Mapping[str, Any], what: str) -> D:
+    """Build an arguments dataclass from a config section; an unknown key gets a did-you-mean.
+
+    Args:
+        cls: the dataclass (e.g. ``TrainingArguments``).
+        section: the config section's keys and values.
+        what: how the error names an option, e.g. ``"a training option"``.
+    """
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in section:
+        if key not in names:
+            raise ConfigError(f"train.{key} is not {what}.{did_you_mean(key, names)} Options: {', '.join(names)}.")
+    return cls(**section)

@@ -26,7 +26,8 @@ import torch
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from polyhead.errors import ConfigError, did_you_mean
+from polyhead.errors import ConfigError
+from polyhead.validation import dataclass_from_section
 from polyhead.training import BEST_DIR, atomic_directory, make_accelerator
 
 from .processing import RLFeatureExtractor, make_env
@@ -94,11 +95,7 @@ class PPOArguments:
 
     @classmethod
     def from_section(cls, section: dict[str, Any]) -> "PPOArguments":
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in section:
-            if key not in names:
-                raise ConfigError(f"train.{key} is not a PPO option.{did_you_mean(key, names)} Options: {', '.join(names)}.")
-        return cls(**section)
+        return dataclass_from_section(cls, section, "a PPO option")
 
 
 def evaluate_policy(model: Any, processor: RLFeatureExtractor, env_id: str, *, episodes: int, seed: int) -> dict[str, Any]:
