@@ -8,7 +8,7 @@ owns its loss: ``loss(outputs, targets) -> {"loss": ..., **parts}``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import torch
@@ -46,8 +46,11 @@ class Head(nn.Module):
         return backbone.kind in cls.accepted_kinds
 
     @classmethod
-    def example_kwargs(cls, *, num_tokens: int) -> dict:
-        """Task-side keyword arguments of a tiny instance (besides ``feature_info``)."""
+    def example_kwargs(cls, *, example_inputs: Mapping[str, torch.Tensor]) -> dict:
+        """Task-side keyword arguments of a tiny instance (besides ``feature_info``).
+
+        ``example_inputs`` are the backbone's :meth:`~Backbone.example_inputs` the head's
+        features will come from (sequence length, spatial dims, ...)."""
         raise NotImplementedError
 
     def example_targets(self, outputs: torch.Tensor) -> torch.Tensor:

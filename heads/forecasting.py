@@ -6,7 +6,7 @@ with Transformers" (PatchTST, ICLR 2023), the "flatten head".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -89,8 +89,8 @@ class ForecastHead(Head):
         self.projection = nn.Linear(num_tokens * self.feature_info[0]["num_chs"], horizon * self.num_outputs)
 
     @classmethod
-    def example_kwargs(cls, *, num_tokens: int) -> dict:
-        return {"num_tokens": num_tokens, "horizon": 3, "quantiles": (0.1, 0.5, 0.9)}
+    def example_kwargs(cls, *, example_inputs: Mapping[str, torch.Tensor]) -> dict:
+        return {"num_tokens": example_inputs["x"].shape[1], "horizon": 3, "quantiles": (0.1, 0.5, 0.9)}
 
     def forward(self, feature_maps: Sequence[torch.Tensor]) -> torch.Tensor:
         tokens = feature_maps[0]

@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -96,7 +96,7 @@ class NextItemHead(Head):
             self.item_embedding.weight[num_items].zero_()
 
     @classmethod
-    def example_kwargs(cls, *, num_tokens: int) -> dict:
+    def example_kwargs(cls, *, example_inputs: Mapping[str, torch.Tensor]) -> dict:
         return {"num_items": 50}
 
     def embed(self, item_ids: torch.Tensor) -> torch.Tensor:
@@ -230,8 +230,8 @@ class CTRHead(Head):
         self.mlp = nn.Sequential(*layers)
 
     @classmethod
-    def example_kwargs(cls, *, num_tokens: int) -> dict:
-        return {"num_fields": num_tokens, "interaction": "hiformer", "hidden_dims": (8,)}
+    def example_kwargs(cls, *, example_inputs: Mapping[str, torch.Tensor]) -> dict:
+        return {"num_fields": example_inputs["x"].shape[1], "interaction": "hiformer", "hidden_dims": (8,)}
 
     def forward(self, feature_maps: Sequence[torch.Tensor]) -> torch.Tensor:
         tokens = feature_maps[0]

@@ -113,7 +113,7 @@ class ActorCriticHead(Head):
         self.log_std = None if discrete else nn.Parameter(torch.full((action_dim,), float(init_log_std)))
 
     @classmethod
-    def example_kwargs(cls, *, num_tokens: int) -> dict:
+    def example_kwargs(cls, *, example_inputs: Mapping[str, torch.Tensor]) -> dict:
         return {"action_dim": 3, "discrete": True, "hidden_dim": 8}
 
     def forward(self, feature_maps: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -198,7 +198,7 @@ class DecisionTransformerActionHead(Head):
         self.projection = nn.Linear(dim, action_dim)
 
     @classmethod
-    def example_kwargs(cls, *, num_tokens: int) -> dict:
+    def example_kwargs(cls, *, example_inputs: Mapping[str, torch.Tensor]) -> dict:
         return {"action_dim": 3, "discrete": True}
 
     def forward(self, feature_maps: Sequence[torch.Tensor]) -> torch.Tensor:

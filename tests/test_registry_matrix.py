@@ -50,9 +50,8 @@ def test_pair_forward_backward(backbone_name, head_name):
     assert issubclass(head_cls, Head)
     backbone = registry.build(registry.BACKBONES, {"type": backbone_name, **backbone_cls.example_config()})
     inputs = backbone.example_inputs(batch_size=2)
-    num_tokens = inputs["x"].shape[1]
     head = registry.build(
-        registry.HEADS, {"type": head_name}, feature_info=backbone.feature_info, **head_cls.example_kwargs(num_tokens=num_tokens)
+        registry.HEADS, {"type": head_name}, feature_info=backbone.feature_info, **head_cls.example_kwargs(example_inputs=inputs)
     )
     outputs = head(backbone(**inputs).feature_maps)
     losses = head.loss(outputs, head.example_targets(outputs))
