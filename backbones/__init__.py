@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ._base import Backbone, BackboneOutput, ComputedBuffers, FeatureInfo, SequenceBackbone
+from ._base import Backbone, BackboneOutput, ComputedBuffers, FeatureInfo, PyramidBackbone, SequenceBackbone
+from .convnext import ConvNeXt
+from .swin import SwinBackbone
 from .transformer import TransformerEncoder
 
 __all__ = [
@@ -11,5 +13,8 @@ __all__ = [
     "ComputedBuffers",
     "FeatureInfo",
     "SequenceBackbone",
+    "PyramidBackbone",
+    "ConvNeXt",
+    "SwinBackbone",
     "TransformerEncoder",
 ]
