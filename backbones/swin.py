@@ -101,7 +101,7 @@ class SwinBackbone(PyramidBackbone):
 
     @classmethod
     def example_config(cls) -> dict:
-        return {"spatial_dims": 3, "in_channels": 1, "feature_size": 12, "depths": (1, 1, 1, 1), "num_heads": (1, 2, 3, 3), "window_size": 4}
+        return {"spatial_dims": 2, "in_channels": 3, "feature_size": 12, "depths": (1, 1, 1, 1), "num_heads": (1, 2, 3, 3), "window_size": 4}
 
     def forward(self, x: torch.Tensor) -> BackboneOutput:
         """``x: (B, in_channels, *spatial)`` -> 5 maps ``(B, C * 2**i, *spatial / (patch_size * 2**i))``."""
