@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._base import Backbone, BackboneOutput, ComputedBuffers, FeatureInfo, PyramidBackbone, SequenceBackbone
+from .conformer import ConformerEncoder
 from .convnext import ConvNeXt
 from .swin import SwinBackbone
 from .transformer import TransformerEncoder
@@ -14,6 +15,7 @@ __all__ = [
     "FeatureInfo",
     "SequenceBackbone",
     "PyramidBackbone",
+    "ConformerEncoder",
     "ConvNeXt",
     "SwinBackbone",
     "TransformerEncoder",

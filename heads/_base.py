@@ -53,6 +53,11 @@ class Head(nn.Module):
         features will come from (sequence length, spatial dims, ...)."""
         raise NotImplementedError
 
+    @classmethod
+    def example_backbone_overrides(cls) -> dict:
+        """Backbone options the registry-wide tests set for this head (a 2-D-only head: ``{"spatial_dims": 2}``)."""
+        return {}
+
     def example_targets(self, outputs: torch.Tensor) -> torch.Tensor:
         """Random targets matching ``outputs``, accepted by :meth:`loss`."""
         raise NotImplementedError

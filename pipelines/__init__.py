@@ -17,19 +17,26 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from polyhead.errors import ConfigError, ModelLoadError, UnknownNameError, did_you_mean
 from polyhead.loading import AutoModel as PolyheadAutoModel, check_model_dir, load_processor, looks_local, task_of
 
+from .asr import PolyheadASRPipeline
+from .detection import PolyheadObjectDetectionPipeline
 from .forecasting import TimeSeriesForecastingPipeline
 from .rl import ReinforcementLearningPipeline
 from .recommendation import RecommendationPipeline
+from .segmentation import SegmentationPipeline
 
-__all__ = ["TimeSeriesForecastingPipeline", "ReinforcementLearningPipeline", "RecommendationPipeline", "pipeline", "default_model_dir", "PIPELINES"]
+__all__ = [
+    "SegmentationPipeline", "PolyheadASRPipeline", "PolyheadObjectDetectionPipeline", "TimeSeriesForecastingPipeline", "ReinforcementLearningPipeline", "RecommendationPipeline", "pipeline", "default_model_dir", "PIPELINES"]
 
 #: pipeline task name -> (pipeline class, embedded default model folder under polyhead/defaults)
 PIPELINES: dict[str, tuple[type, str]] = {
     "time-series-forecasting": (TimeSeriesForecastingPipeline, "forecasting"),
     "reinforcement-learning": (ReinforcementLearningPipeline, "rl"),
     "recommendation": (RecommendationPipeline, "recommendation"),
+    "segmentation": (SegmentationPipeline, "segmentation"),
+    "automatic-speech-recognition": (PolyheadASRPipeline, "asr"),
+    "object-detection": (PolyheadObjectDetectionPipeline, "detection"),
 }
-_ALIASES = {"forecasting": "time-series-forecasting", "rl": "reinforcement-learning"}
+_ALIASES = {"forecasting": "time-series-forecasting", "rl": "reinforcement-learning", "asr": "automatic-speech-recognition", "detection": "object-detection", "medical-segmentation": "segmentation"}
 
 
 def default_model_dir(task: str) -> Path:
@@ -37,7 +44,13 @@ def default_model_dir(task: str) -> Path:
     return Path(str(resources.files("polyhead") / "defaults" / PIPELINES[task][1]))
 
 
+#: transformers' own tasks: polyhead's subclass is passed to transformers.pipeline explicitly, never registered over
+#: them, so transformers.pipeline(task, model=<polyhead model>) keeps running transformers' own pipeline
+_BUILTIN_TASKS = {t for t in PIPELINES if t in transformers.pipelines.SUPPORTED_TASKS}
+
 for _task, (_cls, _folder) in PIPELINES.items():
+    if _task in _BUILTIN_TASKS:
+        continue
     PIPELINE_REGISTRY.register_pipeline(
         _task,
         pipeline_class=_cls,
@@ -85,6 +98,11 @@ def pipeline(task: str, model: str | Path | None = None, *, backend: str = "torc
         expected = PIPELINES[task][1]
         if task_of({"model_type": model_obj.config.model_type}) != expected:
             raise ConfigError(f"{name} is a {model_obj.config.model_type} model; the {task!r} pipeline needs a polyhead-{expected} model.")
-        kwargs.setdefault("feature_extractor", load_processor(name))
+        # image tasks take an image processor, the others a feature extractor
+        kwargs.setdefault("image_processor" if getattr(PIPELINES[task][0], "_load_image_processor", False) else "feature_extractor", load_processor(name))
+        if (Path(name) / "tokenizer_config.json").is_file():  # e.g. the ASR character tokenizer
+            kwargs.setdefault("tokenizer", transformers.AutoTokenizer.from_pretrained(name))
         model = model_obj
+    if task in _BUILTIN_TASKS:
+        kwargs.setdefault("pipeline_class", PIPELINES[task][0])
     return transformers.pipeline(task, model=model, **kwargs)

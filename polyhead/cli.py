@@ -86,7 +86,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
     out = args.out or str(Path("runs/trajectories") / f"{args.env}-{Path(args.model_dir).name}")
     dataset = collect(args.model_dir, args.env, episodes=args.episodes, out=out, seed=args.seed, epsilon=args.epsilon,
-                      deterministic=not args.stochastic, target_return=args.target_return)
+                      deterministic=not args.stochastic, target_return=args.target_return, noise=args.noise)
     returns = np.asarray(dataset["episode_return"])
     print(f"Collected {len(dataset)} {args.env} episodes ({int(np.sum(dataset['length']))} steps), return "
           f"{returns.mean():.2f} ± {returns.std():.2f} (min {returns.min():.1f}, max {returns.max():.1f}) -> {out}")
@@ -156,7 +156,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     task = get(TASKS, task_of(read_config_dict(args.model_dir))) if Path(args.model_dir).exists() else None
     pipe = pipeline(task.pipeline_task if task else args.task, model=args.model_dir)
-    print(json.dumps(pipe(_read_input(args.input)), indent=2, default=str))
+    # images go to the pipeline as paths (it reads and checks them); tables are read here
+    image_suffixes = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+    inputs = args.input if Path(args.input).suffix.lower() in image_suffixes else _read_input(args.input)
+    print(json.dumps(pipe(inputs), indent=2, default=str))
     return 0
 
 
@@ -216,14 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("collect", help="roll an RL agent (or 'random') out into a datasets dataset of trajectories",
-                       description="Play episodes with MODEL_DIR (a polyhead RL agent) or 'random' and save them with "
-                       "datasets' save_to_disk: one row per episode (observations, actions, rewards, terminations, truncations).")
-    p.add_argument("model_dir", help="RL model dir, or 'random' for a uniformly random policy")
+                       description="Play episodes with MODEL_DIR (a polyhead RL agent), 'random', or a hand-written controller "
+                       "('lunarlander-heuristic': Gymnasium's LunarLander heuristic; 'pendulum-swingup': energy-based "
+                       "swing-up + PD) and save them with datasets' save_to_disk: one row per episode (observations, "
+                       "actions, rewards, terminations, truncations).")
+    p.add_argument("model_dir", help="RL model dir, 'random' (uniform actions), 'lunarlander-heuristic' or 'pendulum-swingup'")
     p.add_argument("--env", required=True, help="Gymnasium id, e.g. CartPole-v1")
     p.add_argument("--episodes", type=int, required=True)
     p.add_argument("--out", help="output folder (default: runs/trajectories/<env>-<model>)")
     p.add_argument("--seed", type=int, default=0, help="reset seed of the first episode (then +1 each)")
     p.add_argument("--epsilon", type=float, default=0.0, help="probability of a random action instead of the agent's")
+    p.add_argument("--noise", type=float, default=0.0,
+                   help="std of Gaussian noise added to a hand-written controller's continuous actions (clipped to the bounds)")
     p.add_argument("--stochastic", action="store_true", help="sample the agent's actions instead of taking the most likely")
     p.add_argument("--target-return", type=float, help="return a Decision Transformer is conditioned on")
     p.set_defaults(func=_cmd_collect)
@@ -251,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_push)
 
     p = sub.add_parser("predict", help="run a model's pipeline on an input file and print JSON",
-                       description="Run the model's pipeline on INPUT (.csv/.parquet/.json) and print the result as JSON.")
+                       description="Run the model's pipeline on INPUT (.csv/.parquet/.json, or an image for detection) and print the result as JSON.")
     p.add_argument("model_dir")
     p.add_argument("input")
     p.add_argument("--task", default="time-series-forecasting", help="pipeline task when MODEL_DIR is a Hub repo id")

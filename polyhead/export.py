@@ -53,6 +53,8 @@ class ExportSpec:
         parity_sizes: further sizes the parity gate runs, including ones not traced.
         atol / rtol: the parity tolerance, ``|onnx - torch| <= atol + rtol * |torch|``.
         min_sizes: smallest value of each dynamic size.
+        multiples: dynamic sizes that must be multiples of a stride (``{"height": 32}``), traced as
+            ``32 * Dim(...)`` so the exporter can prove the network's shape arithmetic.
     """
 
     input_names: list[str]
@@ -65,6 +67,9 @@ class ExportSpec:
     atol: float = 1e-4
     rtol: float = 1e-5
     min_sizes: dict[str, int] = field(default_factory=lambda: {"batch": 1})
+    latency_batches: tuple[int, ...] = (1, 32)
+    latency_repeats: int = 20
+    multiples: dict[str, int] = field(default_factory=dict)
 
 
 class _ExportWrapper(nn.Module):
@@ -105,11 +110,13 @@ def _task_and_spec(config: Any):
 
 
 def _dynamic_shapes(spec: ExportSpec) -> dict[str, dict[int, torch.export.Dim]]:
-    dims = {
-        name: torch.export.Dim(name, min=spec.min_sizes.get(name, 1), max=65536)
-        for axes in spec.dynamic_axes.values()
-        for name in axes.values()
-    }
+    def dim(name: str):
+        multiple, low = spec.multiples.get(name, 1), spec.min_sizes.get(name, 1)
+        if multiple == 1:
+            return torch.export.Dim(name, min=low, max=65536)
+        return multiple * torch.export.Dim(f"{name}_over_{multiple}", min=max(1, -(-low // multiple)), max=65536 // multiple)
+
+    dims = {name: dim(name) for axes in spec.dynamic_axes.values() for name in axes.values()}
     return {inp: {axis: dims[name] for axis, name in spec.dynamic_axes.get(inp, {}).items()} for inp in spec.input_names}
 
 
@@ -224,8 +231,8 @@ def measure_latency(wrapper: nn.Module, session, spec: ExportSpec, batch: int) -
     args = tuple(inputs[n] for n in spec.input_names)
     feed = {n: inputs[n].numpy() for n in spec.input_names}
     with torch.inference_mode():
-        eager = _latency_ms(lambda: wrapper(*args))
-    onnx_ms = _latency_ms(lambda: session.run(spec.output_names, feed))
+        eager = _latency_ms(lambda: wrapper(*args), spec.latency_repeats)
+    onnx_ms = _latency_ms(lambda: session.run(spec.output_names, feed), spec.latency_repeats)
     return {"eager_ms": round(eager, 3), "onnx_ms": round(onnx_ms, 3), "speedup": round(eager / onnx_ms, 3)}
 
 
@@ -302,7 +309,7 @@ def export_onnx(
             "tolerance": {"atol": spec.atol, "rtol": spec.rtol, "rule": "|onnx - torch| <= atol + rtol * |torch|"},
             "parity": parity,
             "export_seconds": round(export_seconds, 2),
-            "latency": {f"batch_{b}": measure_latency(wrapper, session, spec, b) for b in (1, 32)},
+            "latency": {f"batch_{b}": measure_latency(wrapper, session, spec, b) for b in spec.latency_batches},
             "threads": torch.get_num_threads(),
             "file_bytes": tmp_path.stat().st_size,
             "versions": _versions(),
@@ -331,7 +338,7 @@ def _quantize_int8(fp32: Path, int8: Path, wrapper: nn.Module, spec: ExportSpec,
     result: dict[str, Any] = {
         "settings": {"weight_type": "QInt8", "op_types": ["MatMul", "Gemm"], "reduce_range": True},
         "file_bytes": int8.stat().st_size,
-        "latency": {f"batch_{b}": measure_latency(wrapper, session, spec, b) for b in (1, 32)},
+        "latency": {f"batch_{b}": measure_latency(wrapper, session, spec, b) for b in spec.latency_batches},
         "parity": _parity(wrapper, session, spec),
     }
     if model_dir is not None:
@@ -374,6 +381,7 @@ class OnnxModel(nn.Module):
         if not path.is_file():
             raise ModelLoadError(f"{path} does not exist; run `polyhead export {self.model_dir}` first.")
         _, self.spec = _task_and_spec(self.config)
+        self.main_input_name = self.spec.input_names[0]  # read by transformers' pipelines (e.g. ASR)
         self.session = _session(path)
         got_in = [i.name for i in self.session.get_inputs()]
         got_out = [o.name for o in self.session.get_outputs()]

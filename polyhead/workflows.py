@@ -67,6 +67,8 @@ def train(
         return task.train_online(cfg, resume=resume)
     train_section.setdefault("best_metric", task.best_metric)
     train_section.setdefault("greater_is_better", task.greater_is_better)
+    if task.eval_batch_size is not None:
+        train_section["eval_batch_size"] = task.eval_batch_size
     args = TrainingArguments.from_section(train_section)  # bad options fail before any data is read
 
     config = task.build_config(model_section, data_section)
@@ -148,7 +150,7 @@ def evaluate_model_dir(
     elif data is None:
         raise ModelLoadError(f"{model_dir} has no {TRAINING_CONFIG_NAME}; pass --data to say what to evaluate on.")
     if data is not None:
-        data_section["source"] = data
+        data_section[task.data_source_option] = data
     if backend not in ("torch", "onnx"):
         raise ConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}.")
     if backend == "onnx":
@@ -159,6 +161,7 @@ def evaluate_model_dir(
         model = AutoModel.from_pretrained(model_dir)
     task_data = task.build_data(data_section, model.config)
     acc = make_accelerator()
-    loader = acc.prepare(DataLoader(getattr(task_data, split), batch_size=batch_size, collate_fn=task_data.collate_fn))
-    metrics = evaluate(model if backend == "onnx" else acc.prepare(model), loader, metrics=task.build_metrics(model.config), accelerator=acc)
+    loader = acc.prepare(DataLoader(getattr(task_data, split), batch_size=task.eval_batch_size or batch_size, collate_fn=task_data.collate_fn))
+    model = task.evaluation_model(model if backend == "onnx" else acc.prepare(model))
+    metrics = evaluate(model, loader, metrics=task.build_metrics(model.config), accelerator=acc)
     return {"model": str(model_dir), "backend": backend, "split": split, "metrics": metrics, "baselines": task.baselines(task_data, model.config) if split == "test" else {}, "data": task_data.description}

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from ._base import Metrics, Task, TaskData
+from .asr import ASRTask
+from .detection import DetectionTask
 from .forecasting import ForecastingTask
 from .recommendation import RecommendationTask
 from .rl import RLTask
+from .segmentation import SegmentationTask
 
-__all__ = ["Metrics", "Task", "TaskData", "ForecastingTask", "RecommendationTask", "RLTask"]
+__all__ = ["Metrics", "Task", "TaskData", "DetectionTask", "ASRTask", "ForecastingTask", "RecommendationTask", "RLTask", "SegmentationTask"]

@@ -74,6 +74,10 @@ class Task:
     greater_is_better: ClassVar[bool] = False
     #: keys a config's ``data`` section may set for this task
     data_options: ClassVar[tuple[str, ...]] = ()
+    #: the data option ``polyhead evaluate --data`` replaces
+    data_source_option: ClassVar[str] = "source"
+    #: evaluation batch size forced by the data (whole volumes of different sizes: 1), or ``None``
+    eval_batch_size: ClassVar[int | None] = None
 
     def check_data_section(self, data_section: Mapping[str, Any]) -> None:
         """Raise :class:`ConfigError` (with a did-you-mean) for a key not in :attr:`data_options`."""
@@ -105,6 +109,10 @@ class Task:
     def example_config(cls) -> PolyheadConfig:
         """A tiny config of this task (tests parametrised over the task registry use it)."""
         raise NotImplementedError
+
+    def evaluation_model(self, model: Any) -> Any:
+        """The model ``polyhead evaluate`` runs: ``model`` itself, or a wrapper that runs it (sliding window)."""
+        return model
 
     def baselines(self, data: TaskData, config: PolyheadConfig) -> dict[str, dict[str, float]]:
         """Metrics of simple reference methods on ``data.test``, by name."""

@@ -13,13 +13,14 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 from polyhead.errors import ConfigError, DataError
 from polyhead.export import ExportSpec
 from polyhead.registry import register_task
+from polyhead.validation import look_up_option
 
 from .._base import Task, TaskData
 from .configuration import RLConfig, space_description
 from .data import TrajectoryWindows, load_trajectories, split_episodes
 from .modeling import DecisionMakingOutput, PolyheadForDecisionMaking
 from .processing import RLFeatureExtractor, make_env
-from .rollout import AgentPolicy, RandomPolicy, collect_trajectories, run_episodes
+from .rollout import BEHAVIOUR_POLICIES, AgentPolicy, RandomPolicy, ScriptedPolicy, collect_trajectories, run_episodes
 
 __all__ = [
     "AgentPolicy",
@@ -287,18 +288,38 @@ def collect(
     epsilon: float = 0.0,
     deterministic: bool = True,
     target_return: float | None = None,
+    noise: float = 0.0,
 ):
-    """Roll a saved agent (or ``"random"``) out into a trajectory dataset; ``save_to_disk`` it to ``out`` if given.
+    """Roll a policy out into a trajectory dataset; ``save_to_disk`` it to ``out`` if given.
 
-    ``epsilon`` replaces each action by a random one with that probability (mixed-quality data).
+    The behaviour policy ``model_dir`` is a saved polyhead RL agent, ``"random"`` (uniform
+    actions), or the name of a hand-written controller in
+    :data:`~polyhead.tasks.rl.rollout.BEHAVIOUR_POLICIES`: ``"lunarlander-heuristic"``
+    (Gymnasium's LunarLander heuristic) or ``"pendulum-swingup"`` (energy-based swing-up + PD).
+    ``epsilon`` replaces each action by a random one with that probability (mixed-quality data);
+    ``noise`` adds Gaussian noise of that standard deviation to a controller's continuous actions.
     The folder is written to a temporary name and renamed, so it is complete or absent.
     """
     from polyhead.loading import AutoModel as PolyheadAutoModel, load_processor
     from polyhead.training import atomic_directory
 
+    if noise and str(model_dir) not in BEHAVIOUR_POLICIES:
+        raise ConfigError(f"noise applies to the hand-written controllers ({', '.join(BEHAVIOUR_POLICIES)}); use epsilon for {model_dir}.")
     if str(model_dir) == "random":
         factory, behaviour, check = (lambda env: RandomPolicy(env.action_space, seed=seed)), "random", None
+    elif str(model_dir) in BEHAVIOUR_POLICIES:
+        controller, env_ids = BEHAVIOUR_POLICIES[str(model_dir)]
+        if env_id not in env_ids:
+            raise ConfigError(f"The behaviour policy {model_dir!r} is written for {', '.join(env_ids)}, not {env_id!r}.")
+        behaviour = str(model_dir) + (f"+eps{epsilon:g}" if epsilon else "") + (f"+noise{noise:g}" if noise else "")
+
+        def factory(env):
+            return ScriptedPolicy(controller, env, epsilon=epsilon, noise=noise, seed=seed)
+
+        check = None
     else:
+        if "/" not in str(model_dir) and not Path(str(model_dir)).exists():  # neither a folder nor a Hub id (owner/name)
+            look_up_option(str(model_dir), {"random": None, **BEHAVIOUR_POLICIES}, "behaviour policy (or model folder)")
         model = PolyheadAutoModel.from_pretrained(model_dir).eval()
         if model.config.model_type != RLConfig.model_type:
             raise ConfigError(f"{model_dir} is a {model.config.model_type} model; collect needs a polyhead-rl agent or 'random'.")

@@ -290,3 +290,65 @@ def test_continuous_ppo_and_dt_run_end_to_end_on_pendulum(tmp_path):
         "train.warmup_steps": 0, "train.progress_bar": False,
     })
     assert set(dt.metrics["test"]) >= {"action_mse", "mean_return"}
+
+
+# -- hand-written behaviour policies; LunarLander needs Box2D (the pinned `box2d` wheel, installed by `make setup`)
+TINY_DT_BACKBONE = {"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "causal": True, "position": "none", "max_length": 12}
+
+
+def test_lunarlander_heuristic_data_trains_the_lunarlander_recipe(tmp_path):
+    """Gymnasium's LunarLander heuristic as a behaviour policy, with epsilon noise; the packaged recipe trains on it."""
+    good = collect("lunarlander-heuristic", "LunarLander-v3", episodes=2, seed=0, out=tmp_path / "heuristic")
+    assert min(good["episode_return"]) > 200  # it lands (297.4 and 260.9 on reset seeds 0 and 1)
+    assert good["behaviour"] == ["lunarlander-heuristic"] * 2
+    assert json.loads(good.info.description)["action_space"] == {"type": "discrete", "n": 4}
+    noisy = collect("lunarlander-heuristic", "LunarLander-v3", episodes=2, seed=0, epsilon=1.0)
+    random_ = collect("random", "LunarLander-v3", episodes=2, seed=0, out=tmp_path / "random")
+    assert noisy["behaviour"] == ["lunarlander-heuristic+eps1"] * 2
+    assert noisy["episode_return"] == random_["episode_return"]  # epsilon=1: every action from the seeded action space
+    assert max(random_["episode_return"]) < 0
+    dt = polyhead.train("configs/rl/decision_transformer_lunarlander.py", cfg_options={
+        "model.context_length": 4, "model.backbone": TINY_DT_BACKBONE,
+        "data.source": [str(tmp_path / "heuristic"), str(tmp_path / "random")], "data.val_fraction": 0.25,
+        "data.test_fraction": 0.25, "data.eval_episodes": 1,
+        "train.output_dir": str(tmp_path / "dt"), "train.max_steps": 2, "train.eval_every": 2, "train.batch_size": 8,
+        "train.warmup_steps": 0, "train.progress_bar": False,
+    })
+    config = polyhead.AutoModel.from_pretrained(dt.best_dir).config
+    assert config.env_id == "LunarLander-v3" and config.max_timestep == 1000 and config.target_return == 280.0
+    assert {"action_accuracy", "mean_return"} <= set(dt.metrics["test"])
+    assert dt.metrics["baselines"]["behaviour_policy"]["mean_return"] == pytest.approx(
+        np.mean(list(good["episode_return"]) + list(random_["episode_return"])))
+    with pytest.raises(InputError, match=r"CartPole-v1 has the observation space Box\(shape=\(4,\)\), but this agent was trained on LunarLander-v3"):
+        evaluate_agent(dt.best_dir, env_id="CartPole-v1", episodes=1)
+
+
+def test_pendulum_swing_up_controller(tmp_path, capsys):
+    swing = collect("pendulum-swingup", "Pendulum-v1", episodes=3, seed=0)
+    random_ = collect("random", "Pendulum-v1", episodes=3, seed=0)
+    assert swing["behaviour"] == ["pendulum-swingup"] * 3
+    assert np.mean(swing["episode_return"]) > -200 and np.mean(random_["episode_return"]) < -800  # about -80 vs -1081
+    actions = np.concatenate([np.asarray(a) for a in swing["actions"]])
+    assert actions.shape == (600, 1) and np.abs(actions).max() <= 2.0
+    noisy = collect("pendulum-swingup", "Pendulum-v1", episodes=3, seed=0, noise=2.0)
+    assert noisy["behaviour"] == ["pendulum-swingup+noise2"] * 3
+    noisy_actions = np.concatenate([np.asarray(a) for a in noisy["actions"]])
+    assert np.abs(noisy_actions).max() <= 2.0 and not np.allclose(noisy_actions, actions)  # clipped to the bounds
+    assert cli_main(["collect", "pendulum-swingup", "--env", "Pendulum-v1", "--episodes", "1", "--noise", "2", "--out", str(tmp_path / "p")]) == 0
+    assert "Collected 1 Pendulum-v1 episodes" in capsys.readouterr().out
+    assert datasets.load_from_disk(str(tmp_path / "p"))["behaviour"] == ["pendulum-swingup+noise2"]
+
+
+def test_behaviour_policy_errors():
+    with pytest.raises(ConfigError, match="'pendulum-swingup' is written for Pendulum-v1, not 'CartPole-v1'"):
+        collect("pendulum-swingup", "CartPole-v1", episodes=1)
+    with pytest.raises(ConfigError, match=r"epsilon must be in \[0, 1\]"):
+        collect("lunarlander-heuristic", "LunarLander-v3", episodes=1, epsilon=1.5)
+    with pytest.raises(UnknownNameError, match="Unknown behaviour policy .*'heuristic'.*lunarlander-heuristic"):
+        collect("heuristic", "LunarLander-v3", episodes=1)
+    with pytest.raises(ConfigError, match="noise .*needs continuous actions"):
+        collect("lunarlander-heuristic", "LunarLander-v3", episodes=1, noise=0.5)
+    with pytest.raises(ConfigError, match="noise must be a non-negative"):
+        collect("pendulum-swingup", "Pendulum-v1", episodes=1, noise=-1.0)
+    with pytest.raises(ConfigError, match="noise applies to the hand-written controllers"):
+        collect("random", "Pendulum-v1", episodes=1, noise=0.5)

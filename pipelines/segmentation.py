@@ -1,0 +1,153 @@
+"""``segmentation`` pipeline: a 3D volume in, a label mask in the SAME grid out.
+
+Example:
+    >>> import polyhead
+    >>> seg = polyhead.pipeline("segmentation")       # embedded default (MNI152 grey/white matter)
+    >>> out = seg("scan.nii.gz")
+    >>> out["mask"].shape, out["labels"], out["volumes_ml"]
+    >>> seg("scan.nii.gz", output="pred.nii.gz")        # NIfTI with the input's affine and header
+
+The network only ever sees patches of ``config.patch_size``: MONAI's sliding window
+stitches them, on top of PyTorch or of the exported ONNX graph alike, and MONAI's
+``Invertd`` maps the prediction back to the input's grid and orientation.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from transformers import Pipeline
+
+from polyhead.errors import InputError
+from polyhead.tasks.segmentation.modeling import sliding_window_logits
+from polyhead.tasks.segmentation.processing import NIFTI_SUFFIXES
+
+__all__ = ["SegmentationPipeline"]
+
+
+def _is_one_volume(inputs: Any) -> bool:
+    return isinstance(inputs, (str, os.PathLike, nib.spatialimages.SpatialImage, np.ndarray, torch.Tensor))
+
+
+class SegmentationPipeline(Pipeline):
+    """Segment 3D volumes.
+
+    Inputs: a NIfTI path, a nibabel image, a numpy volume ``(D, H, W)`` / ``(C, D, H, W)``
+    (RAS, 1 mm voxels unless ``affine=`` is given) or a MONAI ``MetaTensor``; or a list of them.
+
+    Arguments: ``output`` (a ``.nii``/``.nii.gz`` path: the mask is written there with the
+    input's affine and header), ``affine`` (4x4, for arrays), ``sw_overlap``,
+    ``sw_batch_size``, ``return_probabilities``.
+
+    Output per volume: ``{"mask": (D, H, W) uint8 in the input's grid, "labels": [names],
+    "volumes_ml": {name: millilitres}, "affine": (4, 4), "output": path (if written),
+    "probabilities": (K, D, H, W) (if asked)}``.
+    """
+
+    _load_processor = False
+    _load_image_processor = False
+    _load_feature_extractor = True
+    _load_tokenizer = False
+
+    def __call__(self, inputs: Any, **kwargs: Any) -> Any:
+        if isinstance(inputs, (list, tuple)):
+            if not inputs:
+                raise InputError("Got an empty list of volumes.")
+            if kwargs.get("output") is not None:
+                raise InputError("output= writes one file: segment one volume per call to write it.")
+            return super().__call__(list(inputs), **kwargs)
+        return super().__call__([inputs], **kwargs)[0]
+
+    def _sanitize_parameters(
+        self,
+        output: str | os.PathLike | None = None,
+        affine: Any = None,
+        sw_overlap: float | None = None,
+        sw_batch_size: int | None = None,
+        return_probabilities: bool = False,
+        **unknown: Any,
+    ):
+        if unknown:
+            raise InputError(
+                f"Unknown pipeline argument(s) {sorted(unknown)}; expected output, affine, sw_overlap, sw_batch_size, return_probabilities."
+            )
+        if output is not None and not str(output).endswith(NIFTI_SUFFIXES):
+            raise InputError(f"output must be a .nii or .nii.gz path, got {output!r}.")
+        if sw_overlap is not None and not 0.0 <= float(sw_overlap) < 1.0:
+            raise InputError(f"sw_overlap must be in [0, 1), got {sw_overlap!r}.")
+        if sw_batch_size is not None and (not isinstance(sw_batch_size, int) or sw_batch_size < 1):
+            raise InputError(f"sw_batch_size must be a positive integer, got {sw_batch_size!r}.")
+        forward = {"sw_overlap": sw_overlap, "sw_batch_size": sw_batch_size}
+        return {"affine": affine}, forward, {"output": output, "return_probabilities": return_probabilities}
+
+    def preprocess(self, volume: Any, affine: Any = None) -> dict[str, Any]:
+        header = None
+        if isinstance(volume, (str, os.PathLike)) and str(volume).endswith(NIFTI_SUFFIXES) and Path(volume).is_file():
+            header = nib.load(volume).header
+        elif isinstance(volume, nib.spatialimages.SpatialImage):
+            header = volume.header
+        data = self.feature_extractor(volume, affine=affine)
+        return {"data": data, "header": header}
+
+    def _forward(self, model_inputs: dict[str, Any], sw_overlap: float | None = None, sw_batch_size: int | None = None) -> dict[str, Any]:
+        config = self.model.config
+        if sw_overlap is not None or sw_batch_size is not None:
+            config = type(config).from_dict({**config.to_dict(), "sw_overlap": sw_overlap if sw_overlap is not None else config.sw_overlap, "sw_batch_size": sw_batch_size or config.sw_batch_size})
+        volume = model_inputs["data"]["image"].as_tensor()[None].float()
+        logits = sliding_window_logits(lambda patches: self.model(pixel_values=patches).logits, volume, config)
+        return {"logits": logits, **model_inputs}
+
+    def postprocess(self, model_outputs: dict[str, Any], output: str | os.PathLike | None = None, return_probabilities: bool = False) -> dict[str, Any]:
+        labels = list(self.model.config.labels)
+        data = model_outputs["data"]
+        probabilities = torch.softmax(model_outputs["logits"][0].float(), dim=0)
+        in_grid = self.feature_extractor.invert(probabilities, data)  # (K, D, H, W) in the input's grid
+        mask = in_grid.argmax(0).to(torch.uint8).numpy()
+        original: MetaTensor = data["original"]
+        affine = np.asarray(original.affine, dtype=np.float64)
+        if mask.shape != tuple(original.shape[1:]):  # never hand back a mask in another grid
+            raise RuntimeError(f"Internal error: the mask grid {mask.shape} differs from the input's {tuple(original.shape[1:])}.")
+        voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
+        counts = np.bincount(mask.ravel(), minlength=len(labels))
+        result: dict[str, Any] = {
+            "mask": mask,
+            "labels": labels,
+            "volumes_ml": {name: float(counts[i] * voxel_ml) for i, name in enumerate(labels) if i > 0},
+            "affine": affine,
+        }
+        if return_probabilities:
+            result["probabilities"] = in_grid.numpy()
+        if output is not None:
+            result["output"] = str(_write_mask(mask, affine, model_outputs["header"], Path(output)))
+        return result
+
+
+def _write_mask(mask: np.ndarray, affine: np.ndarray, header: Any, path: Path) -> Path:
+    """Write ``mask`` as NIfTI with the input's affine (and header, when it had one), atomically."""
+    if header is not None:
+        header = header.copy()
+        header.set_data_dtype(np.uint8)
+        header.set_data_shape(mask.shape)
+        header["scl_slope"], header["scl_inter"] = 1.0, 0.0  # label values, not rescaled intensities
+        image = nib.Nifti1Image(mask, affine, header=header)
+    else:
+        image = nib.Nifti1Image(mask, affine)
+        image.header.set_xyzt_units("mm")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        nib.save(image, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -1,0 +1,46 @@
+data = dict(
+    eval_episodes=20,
+    seed=0,
+    source=[
+        'runs/trajectories/lunarlander-heuristic',
+        'runs/trajectories/lunarlander-heuristic-eps0.3',
+        'runs/trajectories/lunarlander-random',
+    ],
+    stride=1,
+    test_fraction=0.05,
+    val_fraction=0.05)
+model = dict(
+    algorithm='decision_transformer',
+    backbone=dict(
+        causal=True,
+        depth=3,
+        dim=64,
+        dropout=0.0,
+        max_length=30,
+        mlp_ratio=4.0,
+        num_heads=4,
+        position='none',
+        type='transformer'),
+    context_length=10,
+    head=dict(dropout=0.0, type='dt_action'),
+    max_timestep=1000,
+    return_scale=100.0,
+    target_return=280.0,
+    task='rl')
+train = dict(
+    batch_size=64,
+    early_stopping_patience=None,
+    epochs=1,
+    eval_every=2000,
+    grad_accum=1,
+    log_with=None,
+    lr=0.0006,
+    max_grad_norm=0.25,
+    max_steps=10000,
+    output_dir='runs/dt_lunarlander',
+    precision='no',
+    progress_bar=False,
+    scheduler='cosine',
+    seed=0,
+    warmup_steps=200,
+    weight_decay=0.0001)

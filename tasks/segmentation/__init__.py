@@ -1,0 +1,177 @@
+"""3D medical image segmentation: pyramid backbone (Swin, ConvNeXt) + UNETR decoder, MONAI pre/post-processing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+
+from polyhead.errors import ConfigError
+from polyhead.export import ExportSpec
+from polyhead.registry import register_task
+
+from .._base import Task, TaskData
+from .configuration import SegmentationConfig
+from .data import (
+    EMBEDDED_ROOT,
+    Case,
+    SegmentationPatches,
+    SegmentationVolumes,
+    check_label_values,
+    describe,
+    preprocessed_length,
+    read_msd_folder,
+    read_nifti_dataset,
+    region_bounds,
+    split_cases,
+)
+from .metrics import SegmentationMetrics
+from .modeling import PolyheadForSegmentation, SegmentationOutput, sliding_window_logits
+from .processing import SegmentationProcessor, load_volume
+
+__all__ = [
+    "SegmentationConfig",
+    "SegmentationMetrics",
+    "SegmentationOutput",
+    "SegmentationProcessor",
+    "SegmentationTask",
+    "PolyheadForSegmentation",
+    "load_volume",
+    "sliding_window_logits",
+]
+
+AutoConfig.register(SegmentationConfig.model_type, SegmentationConfig)
+AutoModel.register(SegmentationConfig, PolyheadForSegmentation)
+AutoFeatureExtractor.register(SegmentationConfig, SegmentationProcessor)
+
+_SPLITS = ("cases", "regions")
+
+
+class _SlidingWindowModel(torch.nn.Module):
+    """Whole volumes through a patch-only model (an ONNX Runtime session), without loss."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.config = model.config
+
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None) -> SegmentationOutput:
+        logits = sliding_window_logits(lambda patches: self.model(pixel_values=patches).logits, pixel_values, self.config)
+        return SegmentationOutput(logits=logits)
+
+
+@register_task("segmentation")
+class SegmentationTask(Task):
+    """Label every voxel of a 3D volume (MRI, CT)."""
+
+    name = "segmentation"
+    pipeline_task = "segmentation"
+    domain = "medical-imaging"
+    config_class = SegmentationConfig
+    model_class = PolyheadForSegmentation
+    processor_class = SegmentationProcessor
+    default_config = "segmentation/swin_tiny_brain.py"
+    best_metric = "dice"
+    greater_is_better = True
+    data_source_option = "root"
+    eval_batch_size = 1  # whole volumes of different sizes
+    data_options = (
+        "root", "dataset", "split", "val_fraction", "test_fraction", "region_axis", "region_margin",
+        "patches_per_volume", "cache_volumes", "seed",
+    )
+
+    def build_config(self, model_section: Mapping[str, Any], data_section: Mapping[str, Any]) -> SegmentationConfig:
+        """Label names and channels come from the data's ``dataset.json`` unless the model section sets them."""
+        self.check_data_section(data_section)
+        section = dict(model_section)
+        if "dataset" not in data_section:
+            folder = read_msd_folder(data_section.get("root"))
+            section.setdefault("labels", folder.labels)
+            section.setdefault("in_channels", folder.in_channels)
+            backbone = dict(section.get("backbone") or {})
+            if backbone:
+                backbone.setdefault("in_channels", section["in_channels"])
+                section["backbone"] = backbone
+        return SegmentationConfig.from_model_section(section)
+
+    def build_processor(self, config: SegmentationConfig) -> SegmentationProcessor:
+        return SegmentationProcessor.from_config(config)
+
+    def _cases(self, data_section: Mapping[str, Any], config: SegmentationConfig) -> tuple[list[Case], str]:
+        if "dataset" in data_section:
+            return read_nifti_dataset(data_section["dataset"]), "datasets"
+        folder = read_msd_folder(data_section.get("root"))
+        if folder.labels != config.labels:
+            raise ConfigError(f"The model's labels {config.labels} differ from the data's {folder.labels} (dataset.json).")
+        return folder.cases, str(data_section.get("root") or EMBEDDED_ROOT)
+
+    def build_data(self, data_section: Mapping[str, Any], config: SegmentationConfig) -> TaskData:
+        self.check_data_section(data_section)
+        processor = self.build_processor(config)
+        cases, source = self._cases(data_section, config)
+        for case in cases:  # a label map with unknown values fails now, not mid-training
+            check_label_values(case, len(config.labels))
+        split = data_section.get("split", "regions" if len(cases) < 3 else "cases")
+        if split not in _SPLITS:
+            raise ConfigError(f"data.split must be one of {', '.join(_SPLITS)}, got {split!r}.")
+        val_fraction = float(data_section.get("val_fraction", 0.15))
+        test_fraction = float(data_section.get("test_fraction", 0.2))
+        seed = int(data_section.get("seed", 0))
+        if split == "cases":
+            train_ids, val_ids, test_ids = split_cases(len(cases), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+            groups = {"train": [cases[i] for i in train_ids], "validation": [cases[i] for i in val_ids], "test": [cases[i] for i in test_ids]}
+        else:
+            axis = int(data_section.get("region_axis", 1))
+            if axis not in (0, 1, 2):
+                raise ConfigError(f"data.region_axis must be 0, 1 or 2 (RAS axes), got {axis!r}.")
+            margin = int(data_section.get("region_margin", 4))
+            groups = {"train": [], "validation": [], "test": []}
+            for case in cases:
+                bounds = region_bounds(preprocessed_length(case, processor, axis), val_fraction=val_fraction, test_fraction=test_fraction, margin=margin)
+                for name, (start, stop) in bounds.items():
+                    groups[name].append(Case(image=case.image, label=case.label, name=case.name, region=(axis, start, stop)))
+        cache = int(data_section.get("cache_volumes", 2))
+        num_labels = len(config.labels)
+        return TaskData(
+            train=SegmentationPatches(
+                groups["train"], processor, num_labels=num_labels, patches_per_volume=int(data_section.get("patches_per_volume", 16)), cache_volumes=cache, seed=seed
+            ),
+            validation=SegmentationVolumes(groups["validation"], processor, num_labels=num_labels, cache_volumes=cache),
+            test=SegmentationVolumes(groups["test"], processor, num_labels=num_labels, cache_volumes=cache),
+            description={"source": source, "split": split, "splits": describe(groups), "labels": config.labels},
+        )
+
+    def build_metrics(self, config: SegmentationConfig) -> SegmentationMetrics:
+        return SegmentationMetrics(labels=config.labels, spacing=config.target_spacing)
+
+    def export_spec(self, config: SegmentationConfig) -> ExportSpec:
+        """The patch network: patch size fixed, the sliding-window batch dynamic."""
+
+        def make_inputs(sizes: Mapping[str, int]) -> dict[str, torch.Tensor]:
+            return {"pixel_values": torch.rand(sizes["batch"], config.in_channels, *config.patch_size)}
+
+        return ExportSpec(
+            input_names=["pixel_values"],
+            output_names=["logits"],
+            output_class=SegmentationOutput,
+            make_inputs=make_inputs,
+            dynamic_axes={"pixel_values": {0: "batch"}},
+            parity_sizes=[{"batch": 1}, {"batch": 3}, {"batch": 4}],
+            latency_batches=(1, 4),  # one patch, and one sliding-window batch
+            latency_repeats=5,
+        )
+
+    def evaluation_model(self, model: Any) -> Any:
+        """ONNX Runtime sees patches only: stitch its patch predictions with the sliding window."""
+        return _SlidingWindowModel(model) if getattr(model, "is_onnx", False) else model
+
+    @classmethod
+    def example_config(cls) -> SegmentationConfig:
+        return SegmentationConfig(
+            patch_size=[32, 32, 32],
+            sw_overlap=0.0,
+            backbone={"type": "swin", "feature_size": 12, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 3, 3], "window_size": 4},
+            head={"type": "unetr_decoder", "feature_size": 8, "identity_skip_levels": [5]},
+        )

@@ -1,0 +1,278 @@
+"""3D segmentation task: config, processor (grids, orientation, bad volumes), MSD / datasets data, model, training."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import datasets
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from polyhead.errors import ConfigError, DataError, InputError
+from polyhead.tasks.segmentation import (
+    PolyheadForSegmentation,
+    SegmentationConfig,
+    SegmentationMetrics,
+    SegmentationProcessor,
+    SegmentationTask,
+)
+from polyhead.tasks.segmentation.data import Case, check_label_values, read_msd_folder, read_nifti_dataset, region_bounds, split_cases
+from polyhead.workflows import evaluate_model_dir, train
+
+EMBEDDED = Path(__file__).resolve().parents[2] / "polyhead" / "assets" / "mni152_2mm"
+IMAGE = EMBEDDED / "imagesTr" / "mni152_2009a.nii.gz"
+LABEL = EMBEDDED / "labelsTr" / "mni152_2009a.nii.gz"
+
+#: a fast recipe: the embedded template at 4 mm, the tiny Swin, two optimizer steps
+TINY = {
+    "model.target_spacing": [4.0, 4.0, 4.0],
+    "model.sw_overlap": 0.0,
+    "model.sw_batch_size": 2,
+    "model.backbone": SegmentationTask.example_config().backbone,
+    "model.head": SegmentationTask.example_config().head,
+    "data.patches_per_volume": 4,
+    "train.max_steps": 2,
+    "train.eval_every": 2,
+    "train.batch_size": 2,
+    "train.log_with": None,
+    "train.progress_bar": False,
+    "train.warmup_steps": 0,
+    "train.early_stopping_patience": None,
+}
+
+
+def _lps_copy(image: nib.Nifti1Image, spacing: float = 2.0) -> nib.Nifti1Image:
+    """The same volume stored left-posterior-superior: first two axes flipped, affine to match."""
+    data = np.asanyarray(image.dataobj)[::-1, ::-1, :].copy()
+    affine = image.affine.copy()
+    affine[:, 0] *= -1
+    affine[:, 1] *= -1
+    affine[0, 3] = image.affine[0, 3] + (data.shape[0] - 1) * spacing
+    affine[1, 3] = image.affine[1, 3] + (data.shape[1] - 1) * spacing
+    return nib.Nifti1Image(data, affine)
+
+
+# -- config ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"labels": ["background"]}, "at least 2 distinct classes"),
+        ({"patch_size": [32, 32]}, "three positive voxel counts"),
+        ({"target_spacing": [2, 0, 2]}, "three positive sizes in mm"),
+        ({"sw_overlap": 1.0}, r"sw_overlap must be in \[0, 1\)"),
+        ({"sw_blend_mode": "max"}, "sw_blend_mode must be one of gaussian, constant"),
+        ({"intensity": {"mode": "range"}}, "needs a_min and a_max"),
+        ({"intensity": {"mode": "minmax"}}, "intensity.mode must be one of"),
+        ({"backbone": {"type": "swin", "spatial_dims": 2}}, "task is 3D: backbone.spatial_dims must be 3"),
+        ({"in_channels": 2, "backbone": {"type": "swin", "in_channels": 1}}, r"backbone.in_channels \(1\) differs"),
+    ],
+)
+def test_config_validation(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        SegmentationConfig(**kwargs)
+
+
+def test_model_checks_parts_and_patch_size():
+    with pytest.raises(ConfigError, match="multiples of the backbone's coarsest stride 32"):
+        PolyheadForSegmentation(SegmentationConfig(patch_size=[32, 32, 48], backbone=SegmentationTask.example_config().backbone))
+    with pytest.raises(ConfigError, match="needs a pyramid backbone"):
+        PolyheadForSegmentation(SegmentationConfig(backbone={"type": "transformer", "dim": 8, "in_channels": 1, "spatial_dims": 3}))
+
+
+# -- model ----------------------------------------------------------------------------
+def test_model_patches_sliding_window_and_reload(tmp_path):
+    torch.manual_seed(0)
+    config = SegmentationTask.example_config()
+    model = PolyheadForSegmentation(config).eval()
+    assert model.config.id2label == {0: "background", 1: "grey_matter", 2: "white_matter"}
+    patches = torch.rand(2, 1, 32, 32, 32)
+    out = model(pixel_values=patches, labels=torch.randint(0, 3, (2, 1, 32, 32, 32)))
+    assert out.logits.shape == (2, 3, 32, 32, 32) and out.loss.ndim == 0 and torch.isfinite(out.loss)
+    assert model(pixel_values=patches).loss is None
+    # any other size goes through the sliding window; smaller than a patch is padded, not an error
+    assert model(pixel_values=torch.rand(1, 1, 40, 45, 33)).logits.shape == (1, 3, 40, 45, 33)
+    assert model(pixel_values=torch.rand(1, 1, 7, 9, 11)).logits.shape == (1, 3, 7, 9, 11)
+    model.save_pretrained(tmp_path)
+    reloaded = PolyheadForSegmentation.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(pixel_values=patches).logits, model(pixel_values=patches).logits)
+    with pytest.raises(InputError, match=r"pixel_values must be \(B, 1, D, H, W\)"):
+        model(pixel_values=torch.rand(1, 32, 32, 32))
+    with pytest.raises(InputError, match=r"labels must be in \[0, 2\]"):
+        model(pixel_values=patches, labels=torch.full((2, 1, 32, 32, 32), 7))
+
+
+def test_convnext_is_a_config_change():
+    config = SegmentationConfig(
+        backbone={"type": "convnext", "depths": [1, 1, 1, 1], "dims": [8, 16, 16, 32]},
+        head={"type": "unetr_decoder", "feature_size": 8, "identity_skip_levels": [4]},
+    )
+    model = PolyheadForSegmentation(config)
+    out = model(pixel_values=torch.rand(2, 1, 32, 32, 32), labels=torch.randint(0, 3, (2, 32, 32, 32)))
+    out.loss.backward()
+    assert out.logits.shape == (2, 3, 32, 32, 32)
+
+
+# -- processor ------------------------------------------------------------------------
+def test_processor_round_trip_restores_the_input_grid_and_orientation():
+    processor = SegmentationProcessor()
+    lps = _lps_copy(nib.load(IMAGE))
+    lps_labels = _lps_copy(nib.load(LABEL))
+    data = processor(lps)
+    assert data["original"].shape == (1, *lps.shape) and data["image"].shape[0] == 1
+    # the reference labels taken through the same chain, inverted: exactly the input-grid labels back
+    pair = processor.deterministic_transforms(with_label=True)(
+        {"image": processor.load(lps), "label": MetaTensor(torch.as_tensor(np.asanyarray(lps_labels.dataobj)[None]).float(), affine=torch.as_tensor(lps.affine))}
+    )
+    assert pair["label"].shape == data["image"].shape
+    one_hot = torch.nn.functional.one_hot(pair["label"][0].long(), 3).permute(3, 0, 1, 2).float()
+    mask = processor.invert(one_hot, data).argmax(0).numpy()
+    np.testing.assert_array_equal(mask, np.asanyarray(lps_labels.dataobj))
+
+
+def test_processor_accepts_paths_images_arrays_and_meta_tensors():
+    processor = SegmentationProcessor()
+    image = nib.load(IMAGE)
+    from_path = processor(IMAGE)["image"]
+    from_nib = processor(image)["image"]
+    from_array = processor(np.asanyarray(image.dataobj), affine=image.affine)["image"]
+    from_meta = processor(MetaTensor(torch.as_tensor(np.asanyarray(image.dataobj)[None]).float(), affine=torch.as_tensor(image.affine)))["image"]
+    for other in (from_nib, from_array, from_meta):
+        torch.testing.assert_close(other.as_tensor(), from_path.as_tensor())
+
+
+def test_processor_bad_volumes(tmp_path):
+    processor = SegmentationProcessor()
+    with pytest.raises(InputError, match="a 2D image cannot go through a 3D model"):
+        processor(np.zeros((64, 64), dtype=np.float32))
+    with pytest.raises(InputError, match=r"takes 1 channel\(s\).*got a volume with 2"):
+        processor(np.zeros((2, 16, 16, 16), dtype=np.float32))
+    with pytest.raises(InputError, match="NaN or infinite"):
+        processor(np.full((16, 16, 16), np.nan, dtype=np.float32))
+    text = tmp_path / "scan.txt"
+    text.write_text("not an image")
+    with pytest.raises(InputError, match="not a NIfTI file"):
+        processor(text)
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"\x1f\x8b garbage")
+    with pytest.raises(InputError, match="could not be read as NIfTI"):
+        processor(broken)
+    with pytest.raises(InputError, match="does not exist"):
+        processor(tmp_path / "missing.nii.gz")
+    with pytest.raises(InputError, match="Cannot segment a dict"):
+        processor({"image": 1})
+
+
+# -- data -----------------------------------------------------------------------------
+def _msd_copy(tmp_path: Path) -> Path:
+    root = tmp_path / "Task_Brain"
+    shutil.copytree(EMBEDDED, root)
+    return root
+
+
+def test_msd_folder_errors(tmp_path):
+    root = _msd_copy(tmp_path)
+    assert read_msd_folder(root).labels == ["background", "grey_matter", "white_matter"]
+    (root / "labelsTr" / "mni152_2009a.nii.gz").unlink()
+    with pytest.raises(DataError, match="lists label './labelsTr/mni152_2009a.nii.gz', but .* does not exist"):
+        read_msd_folder(root)
+    (root / "dataset.json").unlink()
+    with pytest.raises(DataError, match="has no dataset.json"):
+        read_msd_folder(root)
+    with pytest.raises(DataError, match="is not a folder"):
+        read_msd_folder(tmp_path / "nowhere")
+
+
+def test_label_values_the_config_does_not_know(tmp_path):
+    labels = nib.load(LABEL)
+    bad = tmp_path / "bad.nii.gz"
+    data = np.asanyarray(labels.dataobj).copy()
+    data[0, 0, 0] = 7
+    nib.save(nib.Nifti1Image(data, labels.affine), bad)
+    with pytest.raises(DataError, match=r"holds values \[7.0\] that the config's 3 labels"):
+        check_label_values(Case(image=str(IMAGE), label=str(bad), name="bad"), 3)
+
+
+def test_splits_are_disjoint():
+    bounds = region_bounds(100, val_fraction=0.15, test_fraction=0.3, margin=4)
+    assert bounds == {"test": (0, 30), "validation": (34, 49), "train": (53, 100)}
+    train_ids, val_ids, test_ids = split_cases(10, val_fraction=0.2, test_fraction=0.2, seed=0)
+    assert sorted(train_ids + val_ids + test_ids) == list(range(10)) and len(test_ids) == 2
+    with pytest.raises(DataError, match="at least 3 labelled volumes"):
+        split_cases(2, val_fraction=0.2, test_fraction=0.2, seed=0)
+    with pytest.raises(DataError, match="leaves an empty split"):
+        region_bounds(10, val_fraction=0.1, test_fraction=0.1, margin=8)
+
+
+def test_datasets_nifti_dataset(tmp_path):
+    ds = datasets.Dataset.from_dict({"image": [str(IMAGE)], "label": [str(LABEL)]}).cast_column("image", datasets.Nifti()).cast_column("label", datasets.Nifti())
+    ds.save_to_disk(tmp_path / "brain")
+    cases = read_nifti_dataset(tmp_path / "brain")
+    assert len(cases) == 1 and isinstance(cases[0].image, nib.Nifti1Image)
+    with pytest.raises(DataError, match="needs 'image' and 'label' columns"):
+        read_nifti_dataset(datasets.Dataset.from_dict({"image": [str(IMAGE)]}))
+
+
+def test_metrics_dice_and_hd95():
+    metrics = SegmentationMetrics(labels=["background", "a", "b"], spacing=[2.0, 2.0, 2.0])
+    labels = torch.zeros(1, 10, 10, 10, dtype=torch.uint8)
+    labels[0, 2:5, 2:5, 2:5] = 1
+    labels[0, 6:9, 6:9, 6:9] = 2
+    metrics.update({"prediction": labels.clone(), "labels": labels})
+    result = metrics.compute()
+    assert result["dice"] == pytest.approx(1.0) and result["hd95"] == pytest.approx(0.0)
+    shifted = torch.roll(labels, shifts=1, dims=1)
+    metrics.reset()
+    metrics.update({"prediction": shifted, "labels": labels})
+    result = metrics.compute()
+    assert result["dice_a"] == pytest.approx(2 * 18 / 54) and result["hd95_a"] == pytest.approx(2.0)  # one voxel = 2 mm
+
+
+# -- training end to end ----------------------------------------------------------------
+@pytest.mark.slow
+def test_train_evaluate_on_the_embedded_template_and_an_msd_folder(tmp_path):
+    result = train("segmentation", cfg_options={**TINY, "train.output_dir": str(tmp_path / "run")})
+    best = Path(result.best_dir)
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "metrics.json", "README.md"):
+        assert (best / name).is_file(), name
+    metrics = json.loads((best / "metrics.json").read_text())
+    assert set(metrics["test"]) >= {"dice", "hd95", "dice_grey_matter", "dice_white_matter", "hd95_white_matter"}
+    splits = metrics["data"]["splits"]
+    assert "axis 1 voxels 0:" in splits["test"]["cases"] and splits["train"]["volumes"] == 1
+    card = (best / "README.md").read_text()
+    assert "dice_grey_matter" in card and "hd95" in card
+    # `polyhead evaluate --data <MSD folder>`: the data option it replaces is data.root
+    again = evaluate_model_dir(best, data=str(_msd_copy(tmp_path)))
+    assert again["metrics"]["dice"] == pytest.approx(metrics["test"]["dice"], abs=1e-6)
+
+
+def test_msd_folder_with_several_volumes_splits_by_case(tmp_path):
+    """Labels and channels come from dataset.json; three volumes or more are split by whole volumes."""
+    root = tmp_path / "Task_Crops"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    image, labels = nib.load(IMAGE), nib.load(LABEL)
+    entries = []
+    for i, start in enumerate((0, 20, 40)):  # three different slabs of the real template, each its own case
+        name = f"brain_{i}.nii.gz"
+        nib.save(image.slicer[:, start : start + 60, :], root / "imagesTr" / name)
+        nib.save(labels.slicer[:, start : start + 60, :], root / "labelsTr" / name)
+        entries.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
+    (root / "dataset.json").write_text(json.dumps({"labels": {"0": "background", "1": "gm", "2": "wm"}, "modality": {"0": "MRI"}, "training": entries}))
+    task = SegmentationTask()
+    config = task.build_config({"patch_size": [32, 32, 32], "backbone": SegmentationTask.example_config().backbone}, {"root": str(root)})
+    assert config.labels == ["background", "gm", "wm"] and config.in_channels == 1
+    data = task.build_data({"root": str(root), "patches_per_volume": 2}, config)
+    assert data.description["split"] == "cases"
+    assert [data.description["splits"][s]["volumes"] for s in ("train", "validation", "test")] == [1, 1, 1]
+    patch = data.train[0]
+    assert patch["pixel_values"].shape == (1, 32, 32, 32) and patch["labels"].shape == (1, 32, 32, 32)
+    volume = data.test[0]
+    assert volume["pixel_values"].shape[1:] == volume["labels"].shape[1:]
+    with pytest.raises(ConfigError, match="data.region_axs is not a segmentation data option.*Did you mean 'region_axis'"):
+        task.build_data({"root": str(root), "region_axs": 1}, config)
