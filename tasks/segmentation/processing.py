@@ -147,6 +147,11 @@ class SegmentationProcessor(FeatureExtractionMixin):
             patch_size=config.patch_size,
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        output = super().to_dict()
+        output.pop("_chain", None)  # the built transform chain is state, not configuration
+        return output
+
     # -- inputs ---------------------------------------------------------------------------
     def load(self, volume: VolumeInput, *, affine: np.ndarray | None = None) -> MetaTensor:
         """Load and check one volume: ``(in_channels, D, H, W)``, finite values, at least one voxel."""

@@ -135,6 +135,14 @@ def test_processor_round_trip_restores_the_input_grid_and_orientation():
     np.testing.assert_array_equal(mask, np.asanyarray(lps_labels.dataobj))
 
 
+def test_processor_saves_its_settings_after_use(tmp_path):
+    processor = SegmentationProcessor(target_spacing=(3.0, 3.0, 3.0), intensity={"mode": "zscore"})
+    processor(np.random.default_rng(0).random((20, 20, 20), dtype=np.float32))
+    processor.save_pretrained(tmp_path)
+    again = SegmentationProcessor.from_pretrained(tmp_path)
+    assert again.target_spacing == [3.0, 3.0, 3.0] and again.intensity == {"mode": "zscore"}
+
+
 def test_processor_accepts_paths_images_arrays_and_meta_tensors():
     processor = SegmentationProcessor()
     image = nib.load(IMAGE)
