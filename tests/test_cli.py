@@ -42,8 +42,9 @@ def test_list():
     assert "forecasting" in result.stdout and "time-series-forecasting" in result.stdout
     assert "transformer" in result.stdout and "sequence" in result.stdout
     listing = json.loads(run("list", "--json").stdout)
-    assert listing["heads"]["forecast"] == ["transformer"]
-    assert listing["backbones"]["transformer"] == "sequence"
+    assert listing["heads"]["forecast"] == ["conformer", "transformer"]  # every sequence backbone
+    assert listing["heads"]["unetr_decoder"] == ["convnext", "swin"]  # every pyramid backbone
+    assert listing["backbones"]["transformer"] == "sequence" and listing["backbones"]["swin"] == "pyramid"
 
 
 @pytest.mark.slow

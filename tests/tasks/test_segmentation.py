@@ -33,7 +33,7 @@ TINY = {
     "model.target_spacing": [4.0, 4.0, 4.0],
     "model.sw_overlap": 0.0,
     "model.sw_batch_size": 2,
-    "model.backbone": SegmentationTask.example_config().backbone,
+    "model.backbone": {"_delete_": True, **SegmentationTask.example_config().backbone},
     "model.head": SegmentationTask.example_config().head,
     "data.patches_per_volume": 4,
     "train.max_steps": 2,
@@ -107,15 +107,17 @@ def test_model_patches_sliding_window_and_reload(tmp_path):
         model(pixel_values=patches, labels=torch.full((2, 1, 32, 32, 32), 7))
 
 
-def test_convnext_is_a_config_change():
+def test_swin_and_convnext_are_a_config_change():
     config = SegmentationConfig(
-        backbone={"type": "convnext", "depths": [1, 1, 1, 1], "dims": [8, 16, 16, 32]},
-        head={"type": "unetr_decoder", "feature_size": 8, "identity_skip_levels": [4]},
+        backbone={"type": "swin", "feature_size": 12, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 3, 3], "window_size": 4},
+        head={"type": "unetr_decoder", "feature_size": 8, "identity_skip_levels": [5]},
     )
     model = PolyheadForSegmentation(config)
+    assert model.backbone.feature_info[-1] == {"num_chs": 192, "reduction": 32}
     out = model(pixel_values=torch.rand(2, 1, 32, 32, 32), labels=torch.randint(0, 3, (2, 32, 32, 32)))
     out.loss.backward()
     assert out.logits.shape == (2, 3, 32, 32, 32)
+    assert type(model.backbone).__name__ != type(PolyheadForSegmentation(SegmentationTask.example_config()).backbone).__name__
 
 
 # -- processor ------------------------------------------------------------------------
