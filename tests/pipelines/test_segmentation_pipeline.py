@@ -15,6 +15,7 @@ from monai.data import MetaTensor
 import polyhead
 from polyhead.errors import InputError
 from polyhead.export import export_onnx
+from polyhead.workflows import evaluate_model_dir
 from polyhead.pipelines import SegmentationPipeline, default_model_dir
 from polyhead.tasks.segmentation import SegmentationProcessor
 
@@ -131,3 +132,7 @@ def test_onnx_backend_stitches_patches_like_pytorch(seg, test_slab, tmp_path):
     onnx_mask = onnx_seg(slab)["mask"]
     assert onnx_mask.shape == torch_mask.shape
     assert np.mean(onnx_mask == torch_mask) > 0.999
+    # `polyhead evaluate --backend onnx`: whole test volumes through the sliding window over ORT patches
+    evaluated = evaluate_model_dir(model_dir, backend="onnx")
+    committed = json.loads((model_dir / "metrics.json").read_text())["test"]
+    assert evaluated["metrics"]["dice"] == pytest.approx(committed["dice"], abs=0.005)
