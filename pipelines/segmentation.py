@@ -97,11 +97,10 @@ class SegmentationPipeline(Pipeline):
         return {"data": data, "header": header}
 
     def _forward(self, model_inputs: dict[str, Any], sw_overlap: float | None = None, sw_batch_size: int | None = None) -> dict[str, Any]:
-        config = self.model.config
-        if sw_overlap is not None or sw_batch_size is not None:
-            config = type(config).from_dict({**config.to_dict(), "sw_overlap": sw_overlap if sw_overlap is not None else config.sw_overlap, "sw_batch_size": sw_batch_size or config.sw_batch_size})
         volume = model_inputs["data"]["image"].as_tensor()[None].float()
-        logits = sliding_window_logits(lambda patches: self.model(pixel_values=patches).logits, volume, config)
+        logits = sliding_window_logits(
+            lambda patches: self.model(pixel_values=patches).logits, volume, self.model.config, overlap=sw_overlap, sw_batch_size=sw_batch_size
+        )
         return {"logits": logits, **model_inputs}
 
     def postprocess(self, model_outputs: dict[str, Any], output: str | os.PathLike | None = None, return_probabilities: bool = False) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import torchaudio
 from transformers import BatchFeature, SequenceFeatureExtractor, Wav2Vec2CTCTokenizer
 
 from polyhead.errors import InputError
+from polyhead.processing import SavesSettingsOnly
 
 from .configuration import SPECIAL_TOKENS
 
@@ -120,7 +121,7 @@ def build_tokenizer(vocab: Sequence[str]) -> Wav2Vec2CTCTokenizer:
         )
 
 
-class ASRFeatureExtractor(SequenceFeatureExtractor):
+class ASRFeatureExtractor(SavesSettingsOnly, SequenceFeatureExtractor):
     """Raw audio -> ``input_features: (B, T, n_mels)`` log-mels and ``attention_mask: (B, T)``.
 
     ``T = samples // hop_length + 1`` (centred STFT). Features are ``log(mel + 1e-6)``
@@ -157,11 +158,6 @@ class ASRFeatureExtractor(SequenceFeatureExtractor):
         """Build from an :class:`ASRConfig`, so the two always agree."""
         return cls(feature_size=config.n_mels, sampling_rate=config.sampling_rate, n_fft=config.n_fft,
                    win_length=config.win_length, hop_length=config.hop_length)
-
-    def to_dict(self) -> dict[str, Any]:
-        output = super().to_dict()
-        output.pop("_mel", None)
-        return output
 
     def num_frames(self, num_samples: int) -> int:
         return num_samples // self.hop_length + 1

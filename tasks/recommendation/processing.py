@@ -24,6 +24,7 @@ import numpy as np
 from transformers import BatchFeature, FeatureExtractionMixin
 
 from polyhead.errors import InputError
+from polyhead.processing import SavesSettingsOnly
 
 __all__ = ["RecommendationProcessor"]
 
@@ -38,7 +39,7 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
-class RecommendationProcessor(FeatureExtractionMixin):
+class RecommendationProcessor(SavesSettingsOnly, FeatureExtractionMixin):
     """Map raw item ids / feature rows to indices and back.
 
     Args:
@@ -83,12 +84,6 @@ class RecommendationProcessor(FeatureExtractionMixin):
             item_id_type=config.item_id_type,
             fields=config.fields,
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        out.pop("_item_index", None)
-        out.pop("_field_index", None)
-        return out
 
     # -- items -------------------------------------------------------------------------
     @property

@@ -133,13 +133,12 @@ class SegmentationTask(Task):
                 for name, (start, stop) in bounds.items():
                     groups[name].append(Case(image=case.image, label=case.label, name=case.name, region=(axis, start, stop)))
         cache = int(data_section.get("cache_volumes", 2))
-        num_labels = len(config.labels)
         return TaskData(
             train=SegmentationPatches(
-                groups["train"], processor, num_labels=num_labels, patches_per_volume=int(data_section.get("patches_per_volume", 16)), cache_volumes=cache, seed=seed
+                groups["train"], processor, patches_per_volume=int(data_section.get("patches_per_volume", 16)), cache_volumes=cache, seed=seed
             ),
-            validation=SegmentationVolumes(groups["validation"], processor, num_labels=num_labels, cache_volumes=cache),
-            test=SegmentationVolumes(groups["test"], processor, num_labels=num_labels, cache_volumes=cache),
+            validation=SegmentationVolumes(groups["validation"], processor, cache_volumes=cache),
+            test=SegmentationVolumes(groups["test"], processor, cache_volumes=cache),
             description={"source": source, "split": split, "splits": describe(groups), "labels": config.labels},
         )
 

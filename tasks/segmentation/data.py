@@ -152,10 +152,9 @@ def region_bounds(length: int, *, val_fraction: float, test_fraction: float, mar
 class _VolumeCache:
     """Preprocessed ``{"image", "label"}`` pairs, loaded on demand, at most ``size`` kept."""
 
-    def __init__(self, cases: Sequence[Case], processor: SegmentationProcessor, num_labels: int, size: int) -> None:
+    def __init__(self, cases: Sequence[Case], processor: SegmentationProcessor, size: int) -> None:
         self.cases = list(cases)
         self.processor = processor
-        self.num_labels = num_labels
         self.size = max(1, size)
         self._items: OrderedDict[int, dict[str, MetaTensor]] = OrderedDict()
         self._transform = processor.deterministic_transforms(with_label=True)
@@ -192,9 +191,9 @@ class SegmentationPatches(Dataset):
     """
 
     def __init__(
-        self, cases: Sequence[Case], processor: SegmentationProcessor, *, num_labels: int, patches_per_volume: int, cache_volumes: int, seed: int
+        self, cases: Sequence[Case], processor: SegmentationProcessor, *, patches_per_volume: int, cache_volumes: int, seed: int
     ) -> None:
-        self.volumes = _VolumeCache(cases, processor, num_labels, cache_volumes)
+        self.volumes = _VolumeCache(cases, processor, cache_volumes)
         self.patches_per_volume = patches_per_volume
         self.transform = processor.training_transforms()
         self.transform.set_random_state(seed=seed)
@@ -212,8 +211,8 @@ class SegmentationPatches(Dataset):
 class SegmentationVolumes(Dataset):
     """Whole preprocessed volumes for evaluation: ``{"pixel_values": (C, *S), "labels": (1, *S)}``."""
 
-    def __init__(self, cases: Sequence[Case], processor: SegmentationProcessor, *, num_labels: int, cache_volumes: int) -> None:
-        self.volumes = _VolumeCache(cases, processor, num_labels, cache_volumes)
+    def __init__(self, cases: Sequence[Case], processor: SegmentationProcessor, *, cache_volumes: int) -> None:
+        self.volumes = _VolumeCache(cases, processor, cache_volumes)
 
     def __len__(self) -> int:
         return len(self.volumes.cases)

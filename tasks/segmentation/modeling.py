@@ -39,19 +39,25 @@ class SegmentationOutput(ModelOutput):
 
 
 def sliding_window_logits(
-    predict_patches: Callable[[torch.Tensor], torch.Tensor], volume: torch.Tensor, config: SegmentationConfig
+    predict_patches: Callable[[torch.Tensor], torch.Tensor],
+    volume: torch.Tensor,
+    config: SegmentationConfig,
+    *,
+    overlap: float | None = None,
+    sw_batch_size: int | None = None,
 ) -> torch.Tensor:
     """Logits ``(B, K, *S)`` for volumes ``(B, C, *S)`` of any size from a patch predictor.
 
     ``predict_patches`` maps ``(N, C, *patch_size)`` to ``(N, K, *patch_size)`` (a PyTorch
     model or an ONNX Runtime session); volumes smaller than a patch are padded.
+    ``overlap`` / ``sw_batch_size`` override the config's for this call.
     """
     return sliding_window_inference(
         volume,
         roi_size=tuple(config.patch_size),
-        sw_batch_size=config.sw_batch_size,
+        sw_batch_size=sw_batch_size or config.sw_batch_size,
         predictor=predict_patches,
-        overlap=config.sw_overlap,
+        overlap=config.sw_overlap if overlap is None else overlap,
         mode=config.sw_blend_mode,
         padding_mode="constant",
         cval=0.0,

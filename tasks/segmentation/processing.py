@@ -38,6 +38,7 @@ from monai.transforms import (
 from transformers import FeatureExtractionMixin
 
 from polyhead.errors import InputError
+from polyhead.processing import SavesSettingsOnly
 
 from .configuration import SegmentationConfig
 
@@ -104,7 +105,7 @@ def load_volume(volume: VolumeInput, *, affine: np.ndarray | None = None) -> Met
     )
 
 
-class SegmentationProcessor(FeatureExtractionMixin):
+class SegmentationProcessor(SavesSettingsOnly, FeatureExtractionMixin):
     """The preprocessing of one segmentation model (saved as ``preprocessor_config.json``).
 
     Args:
@@ -146,11 +147,6 @@ class SegmentationProcessor(FeatureExtractionMixin):
             foreground_margin=config.foreground_margin,
             patch_size=config.patch_size,
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        output = super().to_dict()
-        output.pop("_chain", None)  # the built transform chain is state, not configuration
-        return output
 
     # -- inputs ---------------------------------------------------------------------------
     def load(self, volume: VolumeInput, *, affine: np.ndarray | None = None) -> MetaTensor:

@@ -90,7 +90,7 @@ def test_orientation_and_input_forms_agree(seg, test_slab):
 
 def test_small_volumes_are_padded_and_arrays_default_to_1mm(seg):
     small = np.random.default_rng(0).uniform(0, 100, (10, 12, 9)).astype(np.float32)
-    out = seg(small, return_probabilities=True)
+    out = seg(small, return_probabilities=True, sw_overlap=0.5, sw_batch_size=1)
     assert out["mask"].shape == (10, 12, 9) and out["probabilities"].shape == (3, 10, 12, 9)
     np.testing.assert_allclose(out["affine"], np.eye(4))
 
@@ -104,6 +104,10 @@ def test_bad_input(seg, tmp_path):
         seg(np.full((16, 16, 16), np.nan, dtype=np.float32))
     with pytest.raises(InputError, match="output must be a .nii or .nii.gz path"):
         seg(np.zeros((16, 16, 16), dtype=np.float32), output=tmp_path / "mask.png")
+    with pytest.raises(InputError, match=r"sw_overlap must be in \[0, 1\)"):
+        seg(np.zeros((16, 16, 16), dtype=np.float32), sw_overlap=1.0)
+    with pytest.raises(InputError, match="sw_batch_size must be a positive integer"):
+        seg(np.zeros((16, 16, 16), dtype=np.float32), sw_batch_size=0)
     with pytest.raises(InputError, match="Unknown pipeline argument"):
         seg(np.zeros((16, 16, 16), dtype=np.float32), threshold=0.5)
     with pytest.raises(InputError, match="output= writes one file"):
