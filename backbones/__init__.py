@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._base import Backbone, BackboneOutput, ComputedBuffers, FeatureInfo, PyramidBackbone, SequenceBackbone
+from ._base import Backbone, BackboneOutput, BackboneSpec, ComputedBuffers, FeatureInfo, PyramidBackbone, SequenceBackbone
 from .conformer import ConformerEncoder
 from .convnext import ConvNeXt
 from .swin import SwinBackbone
@@ -11,6 +11,7 @@ from .transformer import TransformerEncoder
 __all__ = [
     "Backbone",
     "BackboneOutput",
+    "BackboneSpec",
     "ComputedBuffers",
     "FeatureInfo",
     "SequenceBackbone",

@@ -7,14 +7,23 @@ for images and volumes and the temporal stride for audio and series.
 
 Two kinds:
 
-* ``"sequence"``: ``forward(x: (B, T, D), padding_mask: (B, T) | None)`` returns one
-  feature map ``(B, T', D)``;
+* ``"sequence"``: ``forward(x: (B, T, D), padding_mask: (B, T) | None, is_causal: bool)``
+  returns one feature map ``(B, T', D)``. What differs between the tasks that share it
+  (causal attention, padding) is a per-call argument, never a constructor option;
 * ``"pyramid"``: ``forward(x: (B, C, *spatial))`` returns maps at several strides.
+
+:meth:`Backbone.describe` gives a backbone's :class:`BackboneSpec` (kind, ``feature_info``,
+width, strides) from its config alone, without building it; a built backbone's
+:attr:`Backbone.spec` is the same object, and :attr:`Backbone.config` the dict that rebuilds it.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, TypedDict
+import dataclasses
+import functools
+import inspect
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal, TypedDict
 
 import torch
 from torch import nn
@@ -25,6 +34,7 @@ from polyhead.errors import ConfigError, InputError
 __all__ = [
     "BackboneKind",
     "BackboneOutput",
+    "BackboneSpec",
     "FeatureInfo",
     "Backbone",
     "SequenceBackbone",
@@ -40,6 +50,29 @@ class FeatureInfo(TypedDict):
 
     num_chs: int
     reduction: int
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneSpec:
+    """What a task adapter needs to know of a backbone, known from its config alone.
+
+    Attributes:
+        kind: ``"sequence"`` or ``"pyramid"``.
+        feature_info: one ``{"num_chs", "reduction"}`` per output, finest first.
+        dim: token width ``D`` (sequence backbones).
+        max_length: longest sequence accepted, ``None`` when unbounded (sequence backbones).
+        supports_causal: whether ``forward(..., is_causal=True)`` is possible (sequence backbones).
+        spatial_dims / in_channels / size_divisor: input layout of pyramid backbones.
+    """
+
+    kind: BackboneKind
+    feature_info: tuple[FeatureInfo, ...]
+    dim: int | None = None
+    max_length: int | None = None
+    supports_causal: bool = False
+    spatial_dims: int | None = None
+    in_channels: int | None = None
+    size_divisor: int = 1
 
 
 class ComputedBuffers:
@@ -58,13 +91,57 @@ class ComputedBuffers:
 class Backbone(nn.Module):
     """Base class of every backbone.
 
-    Subclasses set :attr:`kind`, fill :attr:`feature_info` in ``__init__``, and give
-    :meth:`example_config`, the smallest useful configuration (used by the
+    Subclasses set :attr:`kind`, fill :attr:`feature_info` in ``__init__``, give
+    :meth:`describe` (their :class:`BackboneSpec` from keyword arguments, without building)
+    and :meth:`example_config`, the smallest useful configuration (used by the
     registry-wide tests and ``polyhead list``).
+
+    The keyword arguments a backbone was built with are recorded: :attr:`config` is
+    ``{"type": <registered name>, **kwargs}``, so a task model given a built backbone
+    (``PolyheadForForecasting(config, backbone=encoder)``) can save a ``config.json`` that
+    rebuilds it.
     """
 
     kind: ClassVar[BackboneKind]
+    #: the name it is registered under (set by ``register_backbone``)
+    registry_name: ClassVar[str] = ""
     feature_info: list[FeatureInfo]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def recording_init(self: "Backbone", *args: Any, **init_kwargs: Any) -> None:
+            if type(self).__init__ is recording_init and not args:  # the outermost constructor records
+                object.__setattr__(self, "_init_kwargs", dict(init_kwargs))
+            init(self, *args, **init_kwargs)
+
+        cls.__init__ = recording_init  # type: ignore[method-assign]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """``{"type": name, **kwargs}``: what ``polyhead.registry.build(BACKBONES, ...)`` rebuilds this backbone from."""
+        return {"type": type(self).registry_name, **getattr(self, "_init_kwargs", {})}
+
+    @classmethod
+    def arguments(cls, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """``kwargs`` completed with the constructor's defaults."""
+        bound = inspect.signature(cls.__init__).bind_partial(None, **kwargs)
+        bound.apply_defaults()
+        return {k: v for k, v in bound.arguments.items() if k != "self"}
+
+    @classmethod
+    def describe(cls, **kwargs: Any) -> BackboneSpec:
+        """The :class:`BackboneSpec` of ``cls(**kwargs)``, without building it."""
+        raise NotImplementedError
+
+    @property
+    def spec(self) -> BackboneSpec:
+        """The :class:`BackboneSpec` of this backbone (equal to ``describe`` of its config)."""
+        raise NotImplementedError
 
     @classmethod
     def example_config(cls) -> dict:
@@ -79,14 +156,37 @@ class Backbone(nn.Module):
 class SequenceBackbone(Backbone):
     """A backbone over token sequences ``(B, T, D)`` with an optional padding mask.
 
+    ``forward(x, padding_mask=None, is_causal=False)``: ``padding_mask (B, T)`` is ``True``
+    at padded tokens; ``is_causal`` lets each token attend only to itself and earlier
+    tokens (the caller decides, per call: a next-item model is causal, a CTR model over
+    the same backbone is not).
+
     Attributes:
         dim: the token width ``D`` the backbone takes and returns.
         max_length: the longest sequence accepted, or ``None`` when unbounded.
+        supports_causal: whether ``is_causal=True`` is possible.
     """
 
     kind: ClassVar[BackboneKind] = "sequence"
+    supports_causal: ClassVar[bool] = True
     dim: int
     max_length: int | None
+
+    @property
+    def spec(self) -> BackboneSpec:
+        return BackboneSpec(kind="sequence", feature_info=tuple(self.feature_info), dim=self.dim, max_length=self.max_length,
+                            supports_causal=self.supports_causal)
+
+    def check_call(self, x: torch.Tensor, padding_mask: torch.Tensor | None, is_causal: bool) -> None:
+        """Raise :class:`InputError` for tokens of the wrong shape, a mismatched mask or an impossible ``is_causal``."""
+        if x.dim() != 3 or x.shape[-1] != self.dim:
+            raise InputError(f"{type(self).__name__} takes tokens of shape (batch, time, {self.dim}), got {tuple(x.shape)}.")
+        if padding_mask is not None and padding_mask.shape != x.shape[:2]:
+            raise InputError(f"padding_mask must have shape {tuple(x.shape[:2])}, got {tuple(padding_mask.shape)}.")
+        if is_causal and not self.supports_causal:
+            raise InputError(f"{type(self).__name__} cannot attend causally (is_causal=True).")
+        if self.max_length is not None and x.shape[1] > self.max_length:
+            raise InputError(f"Sequence of {x.shape[1]} tokens is longer than this backbone's max_length={self.max_length}.")
 
     def example_inputs(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
         length = 8 if self.max_length is None else min(8, self.max_length)
@@ -112,6 +212,11 @@ class PyramidBackbone(Backbone):
     spatial_dims: int
     in_channels: int
     size_divisor: int
+
+    @property
+    def spec(self) -> BackboneSpec:
+        return BackboneSpec(kind="pyramid", feature_info=tuple(self.feature_info), spatial_dims=self.spatial_dims,
+                            in_channels=self.in_channels, size_divisor=self.size_divisor)
 
     @staticmethod
     def check_spatial_dims(spatial_dims: int) -> None:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import torch
 from torchaudio.models import Conformer
 
-from polyhead.errors import ConfigError, InputError
+from polyhead.errors import ConfigError
 from polyhead.registry import register_backbone
 from polyhead.validation import check_positive, check_probability
 
-from ._base import BackboneOutput, FeatureInfo, SequenceBackbone
+from ._base import BackboneOutput, BackboneSpec, FeatureInfo, SequenceBackbone
 
 __all__ = ["ConformerEncoder"]
 
@@ -40,6 +40,7 @@ class ConformerEncoder(SequenceBackbone):
 
     Shapes:
         ``x: (B, T, D)``, ``padding_mask: (B, T)`` bool, ``True`` at padded tokens;
+        ``is_causal`` must be ``False`` (the depthwise convolutions see both sides);
         returns ``BackboneOutput(feature_maps=((B, T, D),))``. There is no positional
         table (the convolutions carry position), so any length is accepted.
 
@@ -48,6 +49,8 @@ class ConformerEncoder(SequenceBackbone):
         >>> enc(torch.randn(2, 10, 32)).feature_maps[0].shape
         torch.Size([2, 10, 32])
     """
+
+    supports_causal = False
 
     def __init__(
         self,
@@ -84,15 +87,18 @@ class ConformerEncoder(SequenceBackbone):
         )
 
     @classmethod
+    def describe(cls, **kwargs) -> BackboneSpec:
+        dim = cls.arguments(kwargs)["dim"]
+        return BackboneSpec(kind="sequence", feature_info=({"num_chs": dim, "reduction": 1},), dim=dim, max_length=None,
+                            supports_causal=False)
+
+    @classmethod
     def example_config(cls) -> dict:
         return {"dim": 16, "depth": 2, "num_heads": 2, "ffn_dim": 32, "kernel_size": 3}
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> BackboneOutput:
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, is_causal: bool = False) -> BackboneOutput:
         """Encode ``x: (B, T, D)``; ``padding_mask: (B, T)`` with ``True`` at padding."""
-        if x.dim() != 3 or x.shape[-1] != self.dim:
-            raise InputError(f"Expected tokens of shape (batch, time, {self.dim}), got {tuple(x.shape)}.")
-        if padding_mask is not None and padding_mask.shape != x.shape[:2]:
-            raise InputError(f"padding_mask must have shape {tuple(x.shape[:2])}, got {tuple(padding_mask.shape)}.")
+        self.check_call(x, padding_mask, is_causal)
         hidden = x.transpose(0, 1)  # torchaudio's layers work on (T, B, D)
         for layer in self.conformer.conformer_layers:
             hidden = layer(hidden, padding_mask)

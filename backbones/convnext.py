@@ -13,14 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from monai.networks.layers import Conv, DropPath
 from torch import nn
 
 from polyhead.errors import ConfigError
 from polyhead.registry import register_backbone
 from polyhead.validation import check_positive, check_probability
 
-from ._base import BackboneOutput, FeatureInfo, PyramidBackbone
+from ._base import BackboneOutput, BackboneSpec, FeatureInfo, PyramidBackbone
 
 __all__ = ["ConvNeXt"]
 
@@ -37,6 +36,8 @@ class _ConvNeXtBlock(nn.Module):
 
     def __init__(self, *, spatial_dims: int, dim: int, kernel_size: int, drop_path: float, layer_scale_init: float) -> None:
         super().__init__()
+        from monai.networks.layers import Conv, DropPath  # MONAI loads on first use, not at `import polyhead`
+
         conv = Conv[Conv.CONV, spatial_dims]
         self.depthwise = conv(dim, dim, kernel_size=kernel_size, padding=kernel_size // 2, groups=dim)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
@@ -99,6 +100,8 @@ class ConvNeXt(PyramidBackbone):
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.size_divisor = 4 * 2 ** (len(depths) - 1)
+        from monai.networks.layers import Conv  # MONAI loads on first use, not at `import polyhead`
+
         conv = Conv[Conv.CONV, spatial_dims]
 
         self.downsamples = nn.ModuleList(
@@ -130,6 +133,15 @@ class ConvNeXt(PyramidBackbone):
             nn.init.trunc_normal_(module.weight, std=0.02)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+
+    @classmethod
+    def describe(cls, **kwargs) -> BackboneSpec:
+        args = cls.arguments(kwargs)
+        dims = tuple(args["dims"])
+        return BackboneSpec(
+            kind="pyramid", feature_info=tuple(FeatureInfo(num_chs=d, reduction=4 * 2**i) for i, d in enumerate(dims)),
+            spatial_dims=args["spatial_dims"], in_channels=args["in_channels"], size_divisor=4 * 2 ** (len(dims) - 1),
+        )
 
     @classmethod
     def example_config(cls) -> dict:

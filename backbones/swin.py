@@ -13,13 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from monai.networks.nets.swin_unetr import SwinTransformer as MonaiSwinTransformer
 
 from polyhead.errors import ConfigError
 from polyhead.registry import register_backbone
 from polyhead.validation import check_positive, check_probability
 
-from ._base import BackboneOutput, FeatureInfo, PyramidBackbone
+from ._base import BackboneOutput, BackboneSpec, FeatureInfo, PyramidBackbone
 
 __all__ = ["SwinBackbone"]
 
@@ -83,6 +82,8 @@ class SwinBackbone(PyramidBackbone):
         self.in_channels = in_channels
         self.size_divisor = patch_size * 2**4
         self.normalize = normalize
+        from monai.networks.nets.swin_unetr import SwinTransformer as MonaiSwinTransformer  # loads MONAI on first use
+
         self.encoder = MonaiSwinTransformer(
             in_chans=in_channels,
             embed_dim=feature_size,
@@ -98,6 +99,15 @@ class SwinBackbone(PyramidBackbone):
             use_v2=use_v2,
         )
         self.feature_info = [FeatureInfo(num_chs=feature_size * 2**i, reduction=patch_size * 2**i) for i in range(5)]
+
+    @classmethod
+    def describe(cls, **kwargs) -> BackboneSpec:
+        args = cls.arguments(kwargs)
+        size, patch = args["feature_size"], args["patch_size"]
+        return BackboneSpec(
+            kind="pyramid", feature_info=tuple(FeatureInfo(num_chs=size * 2**i, reduction=patch * 2**i) for i in range(5)),
+            spatial_dims=args["spatial_dims"], in_channels=args["in_channels"], size_divisor=patch * 2**4,
+        )
 
     @classmethod
     def example_config(cls) -> dict:

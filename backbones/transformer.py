@@ -20,9 +20,9 @@ from torch import nn
 
 from polyhead.registry import register_backbone
 from polyhead.validation import check_positive, check_probability, look_up_option
-from polyhead.errors import ConfigError, InputError
+from polyhead.errors import ConfigError
 
-from ._base import BackboneOutput, ComputedBuffers, FeatureInfo, SequenceBackbone
+from ._base import BackboneOutput, BackboneSpec, ComputedBuffers, FeatureInfo, SequenceBackbone
 
 __all__ = ["TransformerEncoder"]
 
@@ -174,7 +174,6 @@ class TransformerEncoder(SequenceBackbone, ComputedBuffers):
         mlp_ratio: hidden width of the feed-forward layer, as a multiple of ``dim``.
         dropout: dropout after attention, inside and after the feed-forward layer.
         attention_dropout: dropout on attention weights.
-        causal: each token attends only to itself and earlier tokens.
         position: ``"learned"``, ``"sinusoidal"`` (added to the tokens), ``"rotary"``
             (applied to queries and keys) or ``"none"``.
         max_length: longest sequence for learned/sinusoidal positions.
@@ -191,11 +190,13 @@ class TransformerEncoder(SequenceBackbone, ComputedBuffers):
     Shapes:
         ``x: (B, T, D)``, ``padding_mask: (B, T)`` bool, ``True`` at padded tokens
         (the convention of ``nn.MultiheadAttention``'s ``key_padding_mask``);
+        ``is_causal``: each token attends only to itself and earlier tokens (chosen per
+        call by the task, so one encoder serves causal and bidirectional tasks);
         returns ``BackboneOutput(feature_maps=((B, T, D),))``.
 
     Example:
-        >>> enc = TransformerEncoder(dim=32, depth=2, num_heads=4, causal=True, position="rotary")
-        >>> enc(torch.randn(2, 10, 32)).feature_maps[0].shape
+        >>> enc = TransformerEncoder(dim=32, depth=2, num_heads=4, position="rotary")
+        >>> enc(torch.randn(2, 10, 32), is_causal=True).feature_maps[0].shape
         torch.Size([2, 10, 32])
     """
 
@@ -208,7 +209,6 @@ class TransformerEncoder(SequenceBackbone, ComputedBuffers):
         mlp_ratio: float = 4.0,
         dropout: float = 0.1,
         attention_dropout: float = 0.0,
-        causal: bool = False,
         position: str = "learned",
         max_length: int = 512,
         norm: str = "layernorm",
@@ -239,7 +239,6 @@ class TransformerEncoder(SequenceBackbone, ComputedBuffers):
 
         self.dim = dim
         self.num_heads = num_heads
-        self.causal = causal
         self.position = position
         self.max_length = max_length if position in ("learned", "sinusoidal") else None
         self._table_length = max_length
@@ -275,6 +274,13 @@ class TransformerEncoder(SequenceBackbone, ComputedBuffers):
         self.norm = norm_cls(dim) if final_norm else nn.Identity()
 
     @classmethod
+    def describe(cls, **kwargs) -> BackboneSpec:
+        args = cls.arguments(kwargs)
+        bounded = args["position"] in ("learned", "sinusoidal")
+        return BackboneSpec(kind="sequence", feature_info=({"num_chs": args["dim"], "reduction": 1},), dim=args["dim"],
+                            max_length=args["max_length"] if bounded else None, supports_causal=True)
+
+    @classmethod
     def example_config(cls) -> dict:
         return {"dim": 16, "depth": 2, "num_heads": 2, "max_length": 32}
 
@@ -284,23 +290,20 @@ class TransformerEncoder(SequenceBackbone, ComputedBuffers):
         if self.rotary_inv_freq.numel():
             self.rotary_inv_freq.copy_(_rotary_inv_freq(self.dim // self.num_heads))
 
-    def _attention_mask(self, padding_mask: torch.Tensor | None, length: int, device: torch.device) -> torch.Tensor | None:
+    def _attention_mask(self, padding_mask: torch.Tensor | None, length: int, is_causal: bool, device: torch.device) -> torch.Tensor | None:
         """Boolean ``(B, 1, T, T)`` mask, ``True`` where attention is allowed."""
         if padding_mask is None:
             return None
         allowed = ~padding_mask[:, None, None, :]
-        if self.causal:
+        if is_causal:
             allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=device).tril()
         # A token always sees itself, so fully padded rows never produce NaN.
         return allowed | torch.eye(length, dtype=torch.bool, device=device)
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> BackboneOutput:
-        """Encode ``x: (B, T, D)``; ``padding_mask: (B, T)`` with ``True`` at padding."""
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, is_causal: bool = False) -> BackboneOutput:
+        """Encode ``x: (B, T, D)``; ``padding_mask: (B, T)`` with ``True`` at padding; ``is_causal`` per call."""
+        self.check_call(x, padding_mask, is_causal)
         length = x.shape[1]
-        if self.max_length is not None and length > self.max_length:
-            raise InputError(
-                f"Sequence of {length} tokens is longer than this backbone's max_length={self.max_length}."
-            )
         if self.position == "learned":
             x = x + self.position_embedding[:length]
         elif self.position == "sinusoidal":
@@ -310,8 +313,8 @@ class TransformerEncoder(SequenceBackbone, ComputedBuffers):
             angles = torch.arange(length, device=x.device, dtype=torch.float32)[:, None] * self.rotary_inv_freq[None]
             angles = torch.cat((angles, angles), dim=-1)
             rotary = (angles.cos().to(x.dtype), angles.sin().to(x.dtype))
-        attn_mask = self._attention_mask(padding_mask, length, x.device)
-        is_causal = self.causal and attn_mask is None
+        attn_mask = self._attention_mask(padding_mask, length, is_causal, x.device)
+        sdpa_causal = is_causal and attn_mask is None
         for block in self.blocks:
-            x = block(x, attn_mask, is_causal, rotary)
+            x = block(x, attn_mask, sdpa_causal, rotary)
         return BackboneOutput(feature_maps=(self.norm(x),))

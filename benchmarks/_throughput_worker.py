@@ -30,7 +30,7 @@ def main(out: str, threads: int, global_batch: int, steps: int) -> None:
     config = task.build_config({k: v for k, v in cfg.model.to_dict().items() if k != "task"}, cfg.data.to_dict())
     data = task.build_data(cfg.data.to_dict(), config)
     torch.manual_seed(0)
-    model = task.model_class(config)
+    model = task.build_model(config)
     marks: dict[int, float] = {}
 
     def mark(trainer: Trainer) -> None:

@@ -96,8 +96,8 @@ class BareConformerCTC(nn.Module):
 
 def _copy_weights(polyhead_model: PolyheadForCTC, bare: BareConformerCTC) -> None:
     mapping = {
-        "stem.conv1": "conv1", "stem.conv2": "conv2", "stem.projection": "projection",
-        "backbone.conformer": "conformer", "head.projection": "ctc",
+        "adapter.stem.conv1": "conv1", "adapter.stem.conv2": "conv2", "adapter.stem.projection": "projection",
+        "backbone.conformer": "conformer", "adapter.head.projection": "ctc",
     }
     state = {}
     for key, value in polyhead_model.state_dict().items():

@@ -116,7 +116,7 @@ def same_budget(steps: int, seed: int = 0) -> dict[str, Any]:
 
     def polyhead_run(total: int):
         torch.manual_seed(seed)
-        model = task.model_class(config).train()
+        model = task.build_model(config).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=float(cfg.train.lr), weight_decay=float(cfg.train.weight_decay))
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=float(cfg.train.lr), total_steps=total, pct_start=max(0.1, 2.5 / total))
 

@@ -27,7 +27,8 @@ import torch
 
 import polyhead
 from polyhead.cli import metrics_table
-from polyhead.export import OnnxModel, export_onnx
+from polyhead.export import export_onnx
+from polyhead.loading import load_model
 from polyhead.pipelines import default_model_dir
 from polyhead.tasks.recommendation import RecommendationTask
 from polyhead.tasks.recommendation.metrics import mask_items
@@ -75,8 +76,8 @@ def throughput() -> dict:
         model_dir = Path(tmp) / "model"
         shutil.copytree(default_model_dir("recommendation"), model_dir)
         export_onnx(model_dir)
-        model = polyhead.AutoModel.from_pretrained(model_dir).eval()
-        onnx_model = OnnxModel(model_dir)
+        model = load_model(model_dir, backend="torch").eval()
+        onnx_model = load_model(model_dir, backend="onnx")
         task = RecommendationTask()
         data = task.build_data({"source": "ml-100k"}, model.config)
         rows = [data.test[i] for i in range(BATCH)]

@@ -46,7 +46,7 @@ import polyhead
 from polyhead import registry
 from polyhead.config import load_config
 from polyhead.pipelines import default_model_dir
-from polyhead.tasks.segmentation import PolyheadForSegmentation, SegmentationConfig, SegmentationMetrics, sliding_window_logits
+from polyhead.tasks.segmentation import PolyheadForSegmentation, SegmentationConfig, SegmentationInferer, SegmentationMetrics, SegmentationOutput
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = "configs/segmentation/swin_tiny_brain.py"
@@ -176,6 +176,16 @@ def inference(*, repeats: int) -> dict[str, Any]:
     return result
 
 
+class _Logits:
+    """A bare patch network (``patches -> logits``) behind the call signature the task's inferer runs."""
+
+    def __init__(self, forward_logits) -> None:
+        self.forward_logits = forward_logits
+
+    def __call__(self, pixel_values: torch.Tensor) -> SegmentationOutput:
+        return SegmentationOutput(logits=self.forward_logits(pixel_values))
+
+
 def _train_and_test(name: str, model: torch.nn.Module, forward_logits, data, config: SegmentationConfig, *, steps: int, lr: float, seed: int) -> dict[str, float]:
     torch.manual_seed(seed)
     loader = DataLoader(data.train, batch_size=2, shuffle=True, generator=torch.Generator().manual_seed(seed))
@@ -198,9 +208,11 @@ def _train_and_test(name: str, model: torch.nn.Module, forward_logits, data, con
     train_seconds = time.perf_counter() - start
     model.eval()
     metrics = SegmentationMetrics(labels=config.labels, spacing=config.target_spacing)
+    inferer = SegmentationInferer(config)  # the task's sliding window, for both networks
+    patch_network = _Logits(forward_logits)
     with torch.no_grad():
         for sample in data.test:
-            logits = sliding_window_logits(forward_logits, sample["pixel_values"][None], config)
+            logits = inferer.logits(patch_network, sample["pixel_values"][None])
             metrics.update({"prediction": logits.argmax(1).to(torch.uint8), "labels": sample["labels"]})
     return {**metrics.compute(), "train_seconds": train_seconds, "steps": steps, "parameters": _params(model)}
 
@@ -219,7 +231,7 @@ def dice(*, steps: int, patch: int) -> dict[str, Any]:
     return {
         "patch": [patch] * 3,
         "budget": {"steps": steps, "batch_size": 2, "lr": lr, "schedule": "cosine, 20 warm-up steps"},
-        "polyhead": _train_and_test("polyhead", ours, ours.predict_patches, data, config, steps=steps, lr=lr, seed=0),
+        "polyhead": _train_and_test("polyhead", ours, lambda x: ours(pixel_values=x).logits, data, config, steps=steps, lr=lr, seed=0),
         "swinunetr": _train_and_test("swinunetr", theirs, theirs, data, config, steps=steps, lr=lr, seed=0),
         "test_split": data.description["splits"]["test"],
     }

@@ -22,7 +22,7 @@ from polyhead.validation import check_positive, check_probability, look_up_optio
 
 from ._base import Head
 
-__all__ = ["CTCHead", "ctc_collapse", "ctc_greedy_decode"]
+__all__ = ["CTCHead", "ctc_collapse", "ctc_greedy_decode", "ctc_loss"]
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -52,6 +52,51 @@ def ctc_greedy_decode(logits: torch.Tensor, lengths: torch.Tensor | None = None,
     return ctc_collapse(logits.argmax(dim=-1), lengths, blank=blank)
 
 
+def ctc_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    output_lengths: torch.Tensor | None = None,
+    *,
+    blank: int = 0,
+    reduction: str = "mean",
+    zero_infinity: bool = True,
+) -> torch.Tensor:
+    """CTC loss of ``logits: (B, T, V)`` against ``labels: (B, L)`` padded with negative ids.
+
+    Computed in float32 whatever the logits' precision; padding never reaches ``F.ctc_loss``
+    (labels are passed concatenated, with their lengths).
+
+    Args:
+        logits: per-frame vocabulary logits (or log-probabilities).
+        labels: token ids, padded with ``-100`` (or any negative id).
+        output_lengths: ``(B,)`` valid frames per row; ``None``: all ``T``. What lies in
+            later frames does not change the loss.
+        blank: the blank token id (never a label).
+        reduction: ``"mean"`` (each sequence's loss divided by its label length, then
+            averaged: ``F.ctc_loss``'s ``"mean"``) or ``"sum"`` averaged over the batch.
+        zero_infinity: zero infinite losses (labels longer than the frames can hold).
+
+    Raises:
+        InputError: labels of another shape, or ids outside ``[0, V)`` or equal to the blank.
+    """
+    batch, frames, vocab_size = logits.shape
+    if labels.dim() != 2 or labels.shape[0] != batch:
+        raise InputError(f"CTC labels must have shape (batch={batch}, max_label_length), got {tuple(labels.shape)}.")
+    if output_lengths is None:
+        output_lengths = torch.full((batch,), frames, dtype=torch.long, device=logits.device)
+    valid = labels >= 0
+    if bool((labels[valid] >= vocab_size).any()) or bool((labels[valid] == blank).any()):
+        raise InputError(f"CTC labels must be token ids in [0, {vocab_size}) other than the blank ({blank}).")
+    target_lengths = valid.sum(dim=1)
+    log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, B, V)
+    per_sequence = F.ctc_loss(
+        log_probs, labels[valid], output_lengths.long(), target_lengths, blank=blank, reduction="none", zero_infinity=zero_infinity,
+    )
+    if look_up_option(reduction, {r: r for r in _REDUCTIONS}, "CTC loss reduction") == "mean":
+        return (per_sequence / target_lengths.clamp_min(1).to(per_sequence.dtype)).mean()
+    return per_sequence.mean()
+
+
 @register_head("ctc")
 class CTCHead(Head):
     """Per-frame vocabulary logits with a CTC loss.
@@ -68,8 +113,8 @@ class CTCHead(Head):
 
     Shapes:
         ``forward(feature_maps)`` with ``feature_maps[0]: (B, T, D)`` returns logits
-        ``(B, T, V)``. ``loss(logits, labels, output_lengths)`` takes ``labels: (B, L)``
-        padded with ``-100`` (or any negative id) and ``output_lengths: (B,)``.
+        ``(B, T, V)``. ``loss(logits, labels)`` takes ``labels: (B, L)`` padded with
+        ``-100`` (or any negative id); :func:`ctc_loss` takes ``output_lengths: (B,)`` too.
     """
 
     accepted_kinds = frozenset({"sequence"})
@@ -115,30 +160,10 @@ class CTCHead(Head):
         labels[-1, length // 2 :] = -100  # the last row is shorter
         return labels
 
-    def loss(
-        self, outputs: torch.Tensor, targets: torch.Tensor, output_lengths: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
-        """CTC loss of ``outputs: (B, T, V)`` against ``targets: (B, L)`` (negative ids = padding).
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """CTC loss of ``outputs: (B, T, V)`` against ``targets: (B, L)`` (negative ids = padding), every frame valid.
 
-        Returns ``{"loss"}``; computed in float32 whatever the logits' precision.
+        A model whose rows have fewer valid frames (padded audio) computes the loss with
+        :func:`ctc_loss` and its output lengths (the ASR task adapter does).
         """
-        batch, frames, _ = outputs.shape
-        if targets.dim() != 2 or targets.shape[0] != batch:
-            raise InputError(f"CTC labels must have shape (batch={batch}, max_label_length), got {tuple(targets.shape)}.")
-        if output_lengths is None:
-            output_lengths = torch.full((batch,), frames, dtype=torch.long, device=outputs.device)
-        valid = targets >= 0
-        if bool((targets[valid] >= self.vocab_size).any()) or bool((targets[valid] == self.blank_id).any()):
-            raise InputError(f"CTC labels must be token ids in [0, {self.vocab_size}) other than the blank ({self.blank_id}).")
-        target_lengths = valid.sum(dim=1)
-        flat_targets = targets[valid]  # concatenated form: padding never reaches the loss
-        log_probs = F.log_softmax(outputs.float(), dim=-1).transpose(0, 1)  # (T, B, V)
-        per_sequence = F.ctc_loss(
-            log_probs, flat_targets, output_lengths.long(), target_lengths, blank=self.blank_id,
-            reduction="none", zero_infinity=self.zero_infinity,
-        )
-        if self.reduction == "mean":
-            loss = (per_sequence / target_lengths.clamp_min(1).to(per_sequence.dtype)).mean()
-        else:
-            loss = per_sequence.mean()
-        return {"loss": loss}
+        return {"loss": ctc_loss(outputs, targets, blank=self.blank_id, reduction=self.reduction, zero_infinity=self.zero_infinity)}

@@ -2,7 +2,7 @@
 
 * :class:`NextItemHead` (``"next_item"``) scores every item of the catalogue for the
   last token of each sequence with the dot product against the item embedding table
-  the model's stem looks items up in (weight tying, SASRec: Kang & McAuley,
+  the next-item adapter's stem looks items up in (weight tying, SASRec: Kang & McAuley,
   "Self-Attentive Sequential Recommendation", ICDM 2018). Training uses the full
   softmax, or a sampled softmax for large catalogues (Jean et al., "On Using Very
   Large Target Vocabulary for Neural Machine Translation", ACL 2015).
@@ -48,7 +48,7 @@ class NextItemHead(Head):
     """Score every item for the last token of each sequence, tied to the item table.
 
     The head owns the item embedding table ``(num_items + 1, D)`` (the last row is
-    the padding item); the model's stem looks input items up in the same table
+    the padding item); the next-item adapter's stem looks input items up in the same table
     (:meth:`embed`), so input and output item vectors are one parameter and
     ``save_pretrained`` needs no tied-weight bookkeeping.
 

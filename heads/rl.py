@@ -1,7 +1,7 @@
 """Reinforcement-learning heads: a PPO actor-critic and the Decision Transformer action head.
 
-Both read one sequence feature map ``(B, T, D)`` and act per token; the task picks
-the tokens it needs (the last step of a PPO window, the state tokens of a trajectory).
+Both read one sequence feature map ``(B, T, D)`` and act per token; the task's adapter
+picks the tokens it needs (every step of a PPO window, the state tokens of a trajectory).
 
 References: Schulman et al., "Proximal Policy Optimization Algorithms" (2017), with
 the clipped value loss and entropy bonus of the CleanRL implementation (Huang et al.,

@@ -3,8 +3,8 @@
 Built from MONAI's blocks: every pyramid level goes through a residual
 ``UnetrBasicBlock``; from the coarsest level up, ``UnetrUpBlock`` upsamples by the
 ratio of neighbouring strides and fuses the skip; ``UnetOutBlock`` maps to class
-logits. It reads only ``feature_info``, so any pyramid backbone plugs in. The model
-passes the input itself as the finest level (``reduction`` 1), as Swin-UNETR does;
+logits. It reads only ``feature_info``, so any pyramid backbone plugs in. The segmentation
+adapter passes the input itself as the finest level (``reduction`` 1), as Swin-UNETR does;
 if the finest level is coarser, a transposed convolution restores full resolution.
 """
 
@@ -41,7 +41,8 @@ class UnetrDecoder(Head):
         decoder_channels: decoder width per level; default ``feature_size`` for a
             full-resolution level and the level's own channels elsewhere (Swin-UNETR).
         identity_skip_levels: levels whose features skip the encoder block (Swin-UNETR
-            feeds its stride-16 map raw); only where channels already match.
+            feeds its stride-16 map raw); only where channels already match. Negative indices
+            count from the coarsest level (``-1``: the coarsest, whatever the backbone's depth).
         norm_name: MONAI norm name (``"instance"``, ``"batch"``, ...).
         dice_weight / ce_weight: weights of the Dice and cross-entropy losses.
 
@@ -81,8 +82,9 @@ class UnetrDecoder(Head):
         if len(decoder_channels) != len(channels):
             raise ConfigError(f"decoder_channels needs one width per level ({len(channels)}), got {decoder_channels}.")
         for level in identity_skip_levels:
-            if not 0 <= level < len(channels) or channels[level] != decoder_channels[level]:
+            if not -len(channels) <= level < len(channels) or channels[level] != decoder_channels[level]:
                 raise ConfigError(f"identity_skip_levels: level {level} must exist and keep its width; levels {channels}, decoder {decoder_channels}.")
+        identity_skip_levels = {level % len(channels) for level in identity_skip_levels}
         self.spatial_dims = spatial_dims
         self.num_labels = num_labels
         self.encoders = nn.ModuleList(

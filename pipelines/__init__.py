@@ -6,6 +6,7 @@ model it loads the task's embedded default checkpoint (no download).
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from transformers import AutoModel
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from polyhead.errors import ConfigError, ModelLoadError, UnknownNameError, did_you_mean
-from polyhead.loading import AutoModel as PolyheadAutoModel, check_model_dir, load_processor, looks_local, task_of
+from polyhead.loading import BACKENDS, check_model_dir, load_model, load_processor, local_model_dir, task_of
 
 from .asr import PolyheadASRPipeline
 from .detection import PolyheadObjectDetectionPipeline
@@ -60,6 +61,28 @@ for _task, (_cls, _folder) in PIPELINES.items():
     )
 
 
+#: the tokenizer classes polyhead saves with its models; a tokenizer_config.json naming any other is refused,
+#: so a model folder can never make polyhead resolve (or import) a name of its choosing
+_TOKENIZERS = {"Wav2Vec2CTCTokenizer": transformers.Wav2Vec2CTCTokenizer}
+
+
+def _load_tokenizer(model_dir: Path):
+    config_file = model_dir / "tokenizer_config.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelLoadError(f"{config_file} is not valid JSON: {err}") from None
+    name = config.get("tokenizer_class") if isinstance(config, dict) else None
+    if not isinstance(name, str) or name not in _TOKENIZERS:
+        raise ModelLoadError(
+            f"{config_file} names tokenizer_class {name!r}; polyhead loads only {', '.join(_TOKENIZERS)}, the tokenizer it saves with its models."
+        )
+    try:
+        return _TOKENIZERS[name].from_pretrained(str(model_dir))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ModelLoadError(f"Could not load the {name} saved with {model_dir}: {err}") from None
+
+
 def pipeline(task: str, model: str | Path | None = None, *, backend: str = "torch", **kwargs: Any):
     """Build a polyhead pipeline.
 
@@ -74,34 +97,24 @@ def pipeline(task: str, model: str | Path | None = None, *, backend: str = "torc
     if task not in PIPELINES:
         known = sorted(PIPELINES) + sorted(_ALIASES)
         raise UnknownNameError(f"Unknown pipeline task {task!r}.{did_you_mean(task, known)} Known: {', '.join(known)}.")
-    if backend not in ("torch", "onnx"):
-        raise ConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}.")
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}.")
     if model is None:
         model = default_model_dir(task)
         if not (model / "config.json").is_file():
             raise ModelLoadError(f"The embedded default model for {task!r} is missing from {model}; reinstall polyhead or run `make defaults`.")
     if isinstance(model, (str, Path)):
-        name = str(model)
-        if Path(name).exists():
-            check_model_dir(name)
-        elif not looks_local(name):  # a Hub repo id: config.json checked first, then the snapshot (or the cached one)
-            from polyhead.hub import hub_model_dir
-
-            hub = {k: kwargs.pop(k) for k in ("revision", "token") if k in kwargs}
-            name = str(hub_model_dir(name, include_onnx=backend == "onnx", **hub))
-        if backend == "onnx":
-            from polyhead.export import OnnxModel
-
-            model_obj = OnnxModel(name)
-        else:
-            model_obj = PolyheadAutoModel.from_pretrained(name)
+        hub = {k: kwargs.pop(k) for k in ("revision", "token") if k in kwargs}
+        name = str(local_model_dir(model, include_onnx=backend == "onnx", **hub))  # a Hub id: config.json checked first
+        check_model_dir(name)
+        model_obj = load_model(name, backend=backend)
         expected = PIPELINES[task][1]
         if task_of({"model_type": model_obj.config.model_type}) != expected:
-            raise ConfigError(f"{name} is a {model_obj.config.model_type} model; the {task!r} pipeline needs a polyhead-{expected} model.")
+            raise ConfigError(f"{name} is a {model_obj.config.model_type} model; the {task!r} pipeline needs a model of the {expected!r} task.")
         # image tasks take an image processor, the others a feature extractor
         kwargs.setdefault("image_processor" if getattr(PIPELINES[task][0], "_load_image_processor", False) else "feature_extractor", load_processor(name))
         if (Path(name) / "tokenizer_config.json").is_file():  # e.g. the ASR character tokenizer
-            kwargs.setdefault("tokenizer", transformers.AutoTokenizer.from_pretrained(name))
+            kwargs.setdefault("tokenizer", _load_tokenizer(Path(name)))
         model = model_obj
     if task in _BUILTIN_TASKS:
         kwargs.setdefault("pipeline_class", PIPELINES[task][0])

@@ -3,17 +3,25 @@
 polyhead's detectors honour transformers' own ``ObjectDetectionPipeline`` contract, so
 ``transformers.pipeline("object-detection", model=<polyhead model dir>)`` works as is;
 this subclass, which ``polyhead.pipeline("object-detection")`` builds, adds numpy and
-tensor inputs and clear :class:`~polyhead.errors.InputError` messages for bad files.
+tensor inputs, http(s) URLs fetched with a timeout, and clear
+:class:`~polyhead.errors.InputError` messages for bad files, URLs and arguments.
 
 Example:
     >>> import polyhead
     >>> detect = polyhead.pipeline("object-detection")          # the embedded default model
     >>> detect("photo.jpg", threshold=0.5)
     [{'score': 0.91, 'label': 'face', 'box': {'xmin': 12, 'ymin': 40, 'xmax': 70, 'ymax': 101}}, ...]
+    >>> detect("https://example.com/photo.jpg", timeout=3)      # gives up after 3 s without an answer
 """
 
 from __future__ import annotations
 
+import http.client
+import io
+import math
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -25,39 +33,100 @@ from transformers.pipelines.object_detection import ObjectDetectionPipeline
 from polyhead.errors import InputError
 from polyhead.tasks.detection.processing import to_rgb_tensor
 
-__all__ = ["ObjectDetectionPipeline", "PolyheadObjectDetectionPipeline", "load_image"]
+__all__ = ["ObjectDetectionPipeline", "PolyheadObjectDetectionPipeline", "load_image", "fetch_url", "DEFAULT_TIMEOUT_S", "MAX_DOWNLOAD_BYTES"]
+
+#: seconds an image URL may take to connect, to send each piece, and to download in all, unless ``timeout=`` says otherwise
+DEFAULT_TIMEOUT_S = 10.0
+#: largest image download accepted (bytes)
+MAX_DOWNLOAD_BYTES = 200 * 2**20
 
 
-def load_image(image: Any) -> Any:
-    """A path / ``pathlib.Path`` / PIL image / numpy array / ``(C, H, W)`` tensor -> what the processor takes."""
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def fetch_url(url: str, timeout: float = DEFAULT_TIMEOUT_S) -> bytes:
+    """The body of an http(s) URL, or an :class:`InputError` that says why not.
+
+    ``timeout`` bounds the connection, every wait for more data, and the whole download
+    (checked between reads, so a slow trickle is cut off too); bodies over
+    :data:`MAX_DOWNLOAD_BYTES` are refused.
+    """
+    too_slow = InputError(
+        f"Fetching {url} timed out after {timeout:g} s; pass a larger timeout= (seconds) or download the image and pass its path."
+    )
+    deadline = time.monotonic() + timeout
+    request = urllib.request.Request(url, headers={"User-Agent": "polyhead"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > MAX_DOWNLOAD_BYTES:
+                raise InputError(f"{url} is {int(declared)} bytes, more than the {MAX_DOWNLOAD_BYTES} accepted for an image.")
+            body = bytearray()
+            while piece := response.read1(1 << 16):  # what has arrived (read() would wait for all 64 KiB)
+                body += piece
+                if len(body) > MAX_DOWNLOAD_BYTES:
+                    raise InputError(f"{url} sent more than the {MAX_DOWNLOAD_BYTES} bytes accepted for an image.")
+                if time.monotonic() > deadline:
+                    raise too_slow
+            return bytes(body)
+    except InputError:
+        raise
+    except urllib.error.HTTPError as err:
+        raise InputError(f"Could not fetch {url}: HTTP {err.code} {err.reason}.") from None
+    except urllib.error.URLError as err:
+        if isinstance(err.reason, TimeoutError):
+            raise too_slow from None
+        raise InputError(f"Could not fetch {url}: {err.reason}.") from None
+    except TimeoutError:
+        raise too_slow from None
+    except (OSError, http.client.HTTPException, ValueError) as err:
+        raise InputError(f"Could not fetch {url}: {type(err).__name__}: {err}.") from None
+
+
+def _open(source: Any, what: str) -> Image.Image:
+    try:
+        loaded = Image.open(source)
+        loaded.load()
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
+        raise InputError(f"{what} is not an image PIL can read (JPEG, PNG, ...): {err}") from None
+    return loaded
+
+
+def load_image(image: Any, timeout: float = DEFAULT_TIMEOUT_S) -> Any:
+    """A path / http(s) URL / ``pathlib.Path`` / PIL image / numpy array / ``(C, H, W)`` tensor -> what the processor takes.
+
+    URLs are fetched with :func:`fetch_url` (``timeout`` seconds at most).
+    """
     if isinstance(image, (str, Path)):
         text = str(image)
-        if text.startswith(("http://", "https://")):
-            from transformers.image_utils import load_image as hf_load_image
-
-            return hf_load_image(text)
+        if text.lower().startswith(("http://", "https://")):
+            return _open(io.BytesIO(fetch_url(text, timeout)), f"The content of {text}")
         path = Path(text)
         if not path.is_file():
             raise InputError(f"Image file {text!r} not found.")
-        try:
-            loaded = Image.open(path)
-            loaded.load()
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
-            raise InputError(f"{text!r} is not an image PIL can read (JPEG, PNG, ...): {err}") from None
-        return loaded
+        return _open(path, repr(text))
     if isinstance(image, (Image.Image, np.ndarray, torch.Tensor)):
         return image
     raise InputError(
-        f"Expected an image as a file path, PIL image, numpy array (H, W[, C]) or tensor (C, H, W), got {type(image).__name__}."
+        f"Expected an image as a file path, http(s) URL, PIL image, numpy array (H, W[, C]) or tensor (C, H, W), got {type(image).__name__}."
     )
 
 
 class PolyheadObjectDetectionPipeline(ObjectDetectionPipeline):
     """transformers' object-detection pipeline with polyhead's input handling.
 
-    Inputs: one image (path, PIL image, numpy array, tensor) or a list of them.
+    Inputs: one image (path, http(s) URL, PIL image, numpy array, tensor), a list of them,
+    or a 4-D batch array / tensor.
     Output per image: ``[{"score", "label", "box": {"xmin", "ymin", "xmax", "ymax"}}]`` in the
-    input image's pixels, best first; ``threshold`` (default 0.5) drops lower scores.
+    input image's pixels, best first.
+
+    Arguments:
+        threshold: a number in ``[0, 1]`` (default 0.5); lower scores are dropped.
+        timeout: for URLs, the seconds (a positive number, default 10) to wait for the
+            server to connect, for each piece of data, and for the whole download; past it
+            the call raises :class:`~polyhead.errors.InputError` instead of hanging.
+            Unreachable servers, refused connections and HTTP errors are ``InputError`` too.
     """
 
     def __call__(self, inputs: Any = None, **kwargs: Any) -> Any:
@@ -66,6 +135,8 @@ class PolyheadObjectDetectionPipeline(ObjectDetectionPipeline):
                 raise InputError("Got an empty list of images.")
             return super().__call__(list(inputs), **kwargs)
         if isinstance(inputs, (np.ndarray, torch.Tensor)) and inputs.ndim == 4:
+            if len(inputs) == 0:
+                raise InputError(f"Got an empty batch of images (shape {tuple(inputs.shape)}); a 4-D batch needs at least one image.")
             return super().__call__(list(inputs), **kwargs)
         return super().__call__(inputs, **kwargs)
 
@@ -77,13 +148,19 @@ class PolyheadObjectDetectionPipeline(ObjectDetectionPipeline):
     def _sanitize_parameters(self, **kwargs: Any):
         unknown = sorted(set(kwargs) - {"threshold", "timeout"})
         if unknown:
-            raise InputError(f"Unknown pipeline argument(s) {unknown}; this pipeline takes threshold.")
-        if "threshold" in kwargs and not 0.0 <= float(kwargs["threshold"]) <= 1.0:
-            raise InputError(f"threshold must be in [0, 1], got {kwargs['threshold']}.")
+            raise InputError(f"Unknown pipeline argument(s) {unknown}; this pipeline takes threshold, timeout.")
+        if "threshold" in kwargs:
+            threshold = kwargs["threshold"]
+            if not _is_number(threshold) or not 0.0 <= float(threshold) <= 1.0:
+                raise InputError(f"threshold must be a number in [0, 1], got {threshold!r}.")
+        if "timeout" in kwargs:
+            timeout = kwargs["timeout"]
+            if not _is_number(timeout) or not (math.isfinite(timeout) and timeout > 0):
+                raise InputError(f"timeout must be a positive number of seconds (default {DEFAULT_TIMEOUT_S:g}), got {timeout!r}.")
         return super()._sanitize_parameters(**kwargs)
 
-    def preprocess(self, image: Any, timeout: float | None = None) -> dict[str, Any]:
-        image = to_rgb_tensor(load_image(image))
+    def preprocess(self, image: Any, timeout: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
+        image = to_rgb_tensor(load_image(image, timeout=float(timeout)))
         inputs = self.image_processor(images=[image], return_tensors="pt")
         inputs["target_size"] = torch.IntTensor([list(image.shape[-2:])])
         return inputs

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import Pipeline
 
@@ -25,7 +26,7 @@ __all__ = ["RecommendationPipeline"]
 
 
 class RecommendationPipeline(Pipeline):
-    """Next-item retrieval or CTR scoring, by the model's objective.
+    """Next-item retrieval (a ``polyhead-next-item`` model) or CTR scoring (a ``polyhead-ctr`` model).
 
     Inputs: one dict or a list of dicts. Next-item: ``{"history": [item ids, oldest
     first]}``; the output is a list of ``{"item_id", "score", "title"}`` (title when
@@ -63,14 +64,19 @@ class RecommendationPipeline(Pipeline):
             raise InputError(f"Unknown pipeline argument(s) {sorted(kwargs)}; this pipeline takes top_k, exclude_history, on_unknown.")
         preprocess, postprocess = {}, {}
         if on_unknown is not None:
-            if on_unknown not in ("error", "skip"):
+            if not isinstance(on_unknown, str) or on_unknown not in ("error", "skip"):
                 raise InputError(f"on_unknown must be 'error' or 'skip', got {on_unknown!r}.")
             preprocess["on_unknown"] = on_unknown
+        given = [name for name, value in (("top_k", top_k), ("exclude_history", exclude_history)) if value is not None]
+        if given and self.feature_extractor.objective != "next_item":
+            raise InputError(f"{' and '.join(given)} apply to next-item models; this is a CTR model (its output is one click probability).")
         if top_k is not None:
-            if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            if isinstance(top_k, (bool, np.bool_)) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
                 raise InputError(f"top_k must be a positive integer, got {top_k!r}.")
-            postprocess["top_k"] = top_k
+            postprocess["top_k"] = int(top_k)
         if exclude_history is not None:
+            if not isinstance(exclude_history, (bool, np.bool_)):
+                raise InputError(f"exclude_history must be True or False, got {exclude_history!r}.")
             postprocess["exclude_history"] = bool(exclude_history)
         return preprocess, {}, postprocess
 
@@ -79,7 +85,7 @@ class RecommendationPipeline(Pipeline):
         if processor.objective == "next_item":
             history = processor.encode_history(inputs, on_unknown=on_unknown, truncate=False)  # all of it is excluded
             return {"input_ids": torch.tensor([processor.pad(history)]), "history": history}  # pad() keeps the last max_length
-        return {"features": torch.tensor([processor.encode_row(inputs, on_unknown=on_unknown)], dtype=torch.float32)}
+        return {"features": torch.from_numpy(processor.encode_rows([inputs], on_unknown=on_unknown))}  # training's encoder
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
         history = model_inputs.pop("history", None)

@@ -19,7 +19,7 @@ import torch
 from transformers import Pipeline
 
 from polyhead.errors import InputError
-from polyhead.tasks.rl.rollout import AgentPolicy
+from polyhead.tasks.rl.rollout import AgentPolicy, check_target_return
 
 __all__ = ["ReinforcementLearningPipeline"]
 
@@ -33,7 +33,11 @@ class ReinforcementLearningPipeline(Pipeline):
     reward received after the previous action (it lowers the return-to-go). Call
     :meth:`reset` at the start of every episode. ``target_return=`` (at construction or
     on :meth:`reset`) sets the return a Decision Transformer is conditioned on.
-    Observations of the wrong shape or type, or with NaN, raise :class:`InputError`.
+    Observations of the wrong shape or type, rewards or target returns that are not numbers,
+    and values that are NaN or infinite (as given or in float32, the precision the agent
+    computes in) raise :class:`InputError`; so does a step whose action scores come out NaN
+    (an observation too large for the network). A call that raises leaves the episode's
+    context as it was.
     """
 
     _load_processor = False
@@ -48,13 +52,17 @@ class ReinforcementLearningPipeline(Pipeline):
     def reset(self, target_return: float | None = None) -> None:
         """Start a new episode (optionally conditioned on another ``target_return``)."""
         if target_return is not None:
-            self.policy.target_return = float(target_return)
+            self.policy.target_return = check_target_return(target_return)
         self.policy.reset()
 
     def __call__(self, observation: Any, **kwargs: Any) -> dict[str, Any]:
         if isinstance(observation, (list, tuple)):  # one observation as a list, not a batch of inputs
             observation = self.feature_extractor.check_observations(observation)
-        return super().__call__(observation, **kwargs)
+        try:
+            return super().__call__(observation, **kwargs)
+        except BaseException:
+            self.policy.undo()  # a failed step is not part of the episode
+            raise
 
     def _sanitize_parameters(self, reward: float | None = None, **kwargs: Any):
         if kwargs:

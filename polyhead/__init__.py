@@ -6,7 +6,7 @@ classes of each task, and each pipeline with transformers' ``PIPELINE_REGISTRY``
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from . import errors, registry  # noqa: E402  (registries exist before parts register)
 from . import backbones, heads, tasks  # noqa: E402,F401

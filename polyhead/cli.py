@@ -36,7 +36,8 @@ def metrics_table(test: dict[str, float], baselines: dict[str, dict[str, float]]
 def _cmd_train(args: argparse.Namespace) -> int:
     from .workflows import train
 
-    result = train(args.config, cfg_options=args.cfg_options or (), resume=args.resume)
+    result = train(args.config, cfg_options=args.cfg_options or (), resume=args.resume, init_from=args.init_from,
+                   init_modules=args.init_modules, init_ignore_mismatched=args.init_ignore_mismatched or None)
     print()
     print(metrics_table(result.metrics["test"], result.metrics["baselines"]))
     print(f"\nTest split: {json.dumps(result.metrics['data'].get('splits', {}).get('test', {}))}")
@@ -45,9 +46,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _is_rl_model(model_dir: str) -> bool:
-    from .loading import read_config_dict
+    from .model_dir import read_config_dict, task_of
 
-    return Path(model_dir).is_dir() and read_config_dict(model_dir).get("model_type") == "polyhead-rl"
+    return Path(model_dir).is_dir() and task_of(read_config_dict(model_dir)) == "rl"
 
 
 def _cmd_evaluate_agent(args: argparse.Namespace) -> int:
@@ -86,7 +87,8 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
     out = args.out or str(Path("runs/trajectories") / f"{args.env}-{Path(args.model_dir).name}")
     dataset = collect(args.model_dir, args.env, episodes=args.episodes, out=out, seed=args.seed, epsilon=args.epsilon,
-                      deterministic=not args.stochastic, target_return=args.target_return, noise=args.noise)
+                      deterministic=not args.stochastic, target_return=args.target_return, noise=args.noise,
+                      overwrite=args.overwrite)
     returns = np.asarray(dataset["episode_return"])
     print(f"Collected {len(dataset)} {args.env} episodes ({int(np.sum(dataset['length']))} steps), return "
           f"{returns.mean():.2f} ± {returns.std():.2f} (min {returns.min():.1f}, max {returns.max():.1f}) -> {out}")
@@ -163,6 +165,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_upgrade(args: argparse.Namespace) -> int:
+    from .upgrade import upgrade_model_dir
+
+    print(f"Upgraded: {upgrade_model_dir(args.model_dir, args.out)}")
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from . import registry
 
@@ -200,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="config file (e.g. configs/forecasting/patchtst_co2.py) or task name")
     p.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help="override config keys, e.g. train.epochs=5 model.horizon=26")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in <output_dir>/checkpoints")
+    p.add_argument("--init-from", metavar="DIR_OR_HUB_ID",
+                   help="start from the weights of a trained polyhead model (fine-tuning) instead of random weights")
+    p.add_argument("--init-modules", metavar="MODULES",
+                   help="which parts to copy with --init-from: backbone, adapter, head, stem (comma-separated; default: all)")
+    p.add_argument("--init-ignore-mismatched", action="store_true",
+                   help="skip tensors whose shapes differ (they are listed) instead of failing")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="report a model's metrics on the test split of its data (or --data)",
@@ -227,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", required=True, help="Gymnasium id, e.g. CartPole-v1")
     p.add_argument("--episodes", type=int, required=True)
     p.add_argument("--out", help="output folder (default: runs/trajectories/<env>-<model>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a trajectory folder polyhead wrote before (a folder polyhead did not write is never replaced)")
     p.add_argument("--seed", type=int, default=0, help="reset seed of the first episode (then +1 each)")
     p.add_argument("--epsilon", type=float, default=0.0, help="probability of a random action instead of the agent's")
     p.add_argument("--noise", type=float, default=0.0,
@@ -263,6 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("--task", default="time-series-forecasting", help="pipeline task when MODEL_DIR is a Hub repo id")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("upgrade", help="rewrite a model folder written by polyhead 0.1 in the backbone + adapter layout",
+                       description="Rename the tensors of a polyhead 0.1 model folder (stem.x -> adapter.stem.x) and update its "
+                       "config.json (RL and recommendation get one model type per objective). The weights are unchanged.")
+    p.add_argument("model_dir")
+    p.add_argument("--out", help="write the upgraded folder here instead of in place")
+    p.set_defaults(func=_cmd_upgrade)
 
     p = sub.add_parser("list", help="list tasks, backbones, heads and which heads accept which backbones")
     p.add_argument("--json", action="store_true")

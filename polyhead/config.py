@@ -8,6 +8,7 @@ loads the task's packaged recipe.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -74,15 +75,25 @@ def load_config(config_or_task: str | Path, cfg_options: Sequence[str] | Mapping
     """Load a config file (or a task's packaged recipe) and apply overrides.
 
     Args:
-        config_or_task: path to a ``.py`` config, a path relative to the packaged
+        config_or_task: path to a ``.py`` config (mmengine, executed: only files you trust), a
+            ``training_config.json`` a run wrote (read as data), a path relative to the packaged
             ``configs/``, or a task name.
         cfg_options: ``key=value`` strings (mmengine ``--cfg-options`` syntax) or a dict.
     """
     path = _resolve(config_or_task)
-    try:
-        cfg = Config.fromfile(str(path))
-    except Exception as err:  # mmengine raises many types for a broken file
-        raise ConfigError(f"Could not load config {path}: {err}") from None
+    if path.suffix == ".json":  # a run's training_config.json: data, read as data
+        try:
+            sections = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"Could not load config {path}: {err}") from None
+        if not isinstance(sections, dict):
+            raise ConfigError(f"Config {path} must be a JSON object of sections ({', '.join(SECTIONS)}).")
+        cfg = Config(sections)
+    else:
+        try:
+            cfg = Config.fromfile(str(path))  # a config file the user chose to run (mmengine executes it)
+        except Exception as err:  # mmengine raises many types for a broken file
+            raise ConfigError(f"Could not load config {path}: {err}") from None
     overrides = parse_cfg_options(cfg_options) if not isinstance(cfg_options, Mapping) else dict(cfg_options)
     for key in overrides:
         section = key.split(".")[0]

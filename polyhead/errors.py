@@ -20,6 +20,7 @@ __all__ = [
     "DataError",
     "ExportError",
     "HubError",
+    "OutputError",
     "did_you_mean",
 ]
 
@@ -60,3 +61,7 @@ class ExportError(PolyheadError, RuntimeError):
 
 class HubError(PolyheadError, OSError):
     """A push to the Hugging Face Hub (or a mirror) failed: no token, a refused token, or the network."""
+
+
+class OutputError(PolyheadError, OSError):
+    """polyhead may not write where it was asked to: a folder it did not write, a file in the way, no permission."""

@@ -13,12 +13,12 @@ post-processing (NMS, decoding, sliding windows) stays in Python and runs on eit
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import platform
 import re
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,13 +29,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError, DataError, ExportError, InputError, ModelLoadError
+from .errors import ConfigError, DataError, ExportError
+from .loading import AutoModel
+from .onnx_runtime import OnnxModel, task_and_spec
+from .onnx_runtime import session as ort_session
+from .workflows import evaluate_model_dir
+from .model_dir import INT8_NAME, ONNX_NAME, REPORT_NAME, atomic_write_text, check_model_dir, check_writable_folder, write_folder
 
 __all__ = ["ExportSpec", "OnnxModel", "export_onnx", "ONNX_NAME", "REPORT_NAME", "INT8_NAME"]
 
-ONNX_NAME = "model.onnx"
-INT8_NAME = "model.int8.onnx"
-REPORT_NAME = "onnx_report.json"
 OPSET = 18
 
 
@@ -75,10 +77,11 @@ class ExportSpec:
 class _ExportWrapper(nn.Module):
     """Positional tensors in, a tuple of tensors out: the graph ONNX sees.
 
-    ``forward`` takes one parameter per input name (``forward(self, observations,
-    attention_mask)``), not ``*tensors``: torch.export names the guards that tie inputs
-    together (equal batch sizes) after the parameters, and cannot resolve ``*tensors``
-    when the exported program is converted.
+    ``forward`` has one named parameter per input name (its ``__signature__`` says
+    ``forward(self, observations, attention_mask)``), not an anonymous ``*tensors``:
+    torch.export names the guards that tie inputs together (equal batch sizes) after the
+    parameters, and cannot resolve ``*tensors`` when the exported program is converted.
+    No code is generated or executed to get there.
     """
 
     def __new__(cls, model: nn.Module, spec: ExportSpec) -> "_ExportWrapper":
@@ -86,9 +89,13 @@ class _ExportWrapper(nn.Module):
             names = list(spec.input_names)
             if not all(name.isidentifier() for name in names):
                 raise ExportError(f"Input names must be Python identifiers, got {names}.")
-            scope: dict[str, Any] = {}
-            exec(f"def forward(self, {', '.join(names)}):\n    return self._run(({', '.join(names)},))\n", scope)  # noqa: S102
-            cls = type("_ExportWrapper", (_ExportWrapper,), {"forward": scope["forward"]})
+
+            def forward(self: "_ExportWrapper", *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                return self._run(tensors)
+
+            kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+            forward.__signature__ = inspect.Signature([inspect.Parameter(n, kind) for n in ["self", *names]])  # type: ignore[attr-defined]
+            cls = type("_ExportWrapper", (_ExportWrapper,), {"forward": forward})
         return super().__new__(cls)
 
     def __init__(self, model: nn.Module, spec: ExportSpec) -> None:
@@ -99,14 +106,6 @@ class _ExportWrapper(nn.Module):
     def _run(self, tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         outputs = self.model(**dict(zip(self.spec.input_names, tensors)))
         return tuple(getattr(outputs, name) for name in self.spec.output_names)
-
-
-def _task_and_spec(config: Any):
-    from . import registry
-    from .loading import task_of
-
-    task = registry.get(registry.TASKS, task_of({"model_type": config.model_type}))()
-    return task, task.export_spec(config)
 
 
 def _dynamic_shapes(spec: ExportSpec) -> dict[str, dict[int, torch.export.Dim]]:
@@ -174,19 +173,6 @@ def _name_dynamic_axes(path: Path, spec: ExportSpec) -> None:
             raise ExportError(f"Output {output.name!r} lost its dynamic batch axis.")
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
-
-
-def _session(path: Path, threads: int | None = None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # onnxruntime raises its own exception types
-        raise ModelLoadError(f"ONNX Runtime cannot load {path} (truncated or not an ONNX file?): {str(err)[:500]}") from None
 
 
 def _parity(wrapper: _ExportWrapper, session, spec: ExportSpec, seed: int = 0) -> list[dict[str, Any]]:
@@ -268,27 +254,26 @@ def export_onnx(
     Raises:
         ExportError: capture or conversion failed, or ONNX Runtime differs from PyTorch.
     """
-    from .loading import AutoModel, check_model_dir
-
     model_dir = Path(model_dir)
     check_model_dir(model_dir)
+    check_writable_folder(model_dir, kind="model", what="model folder")  # before minutes of export
     if quantize not in (None, "int8"):
         raise ExportError(f"quantize must be None or 'int8', got {quantize!r}.")
     model = AutoModel.from_pretrained(model_dir).eval()
-    task, spec = _task_and_spec(model.config)
+    task, spec = task_and_spec(model.config)
     if atol is not None:
         spec.atol = atol
     if rtol is not None:
         spec.rtol = rtol
     wrapper = _ExportWrapper(model, spec).eval()
 
-    with tempfile.TemporaryDirectory(prefix=".onnx-", dir=model_dir) as tmp:
-        tmp_path = Path(tmp) / ONNX_NAME
+    with write_folder(model_dir, kind="model", replace=False, what="model folder") as staging:
+        tmp_path = staging / ONNX_NAME
         started = time.perf_counter()
         _export_graph(wrapper, spec, tmp_path)
         _name_dynamic_axes(tmp_path, spec)
         export_seconds = time.perf_counter() - started
-        session = _session(tmp_path)
+        session = ort_session(tmp_path)
         parity = _parity(wrapper, session, spec)
         failed = [row for row in parity if not row["passed"]]
         if failed:
@@ -315,10 +300,8 @@ def export_onnx(
             "versions": _versions(),
         }
         if quantize == "int8":
-            report["int8"] = _quantize_int8(tmp_path, Path(tmp) / INT8_NAME, wrapper, spec, model_dir if evaluate_quantized else None)
-            os.replace(Path(tmp) / INT8_NAME, model_dir / INT8_NAME)
-        os.replace(tmp_path, model_dir / ONNX_NAME)
-    (model_dir / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+            report["int8"] = _quantize_int8(tmp_path, staging / INT8_NAME, wrapper, spec, model_dir if evaluate_quantized else None)
+        atomic_write_text(staging / REPORT_NAME, json.dumps(report, indent=2) + "\n")
     return report
 
 
@@ -333,8 +316,11 @@ def _quantize_int8(fp32: Path, int8: Path, wrapper: nn.Module, spec: ExportSpec,
     model = onnx.load(str(fp32))
     del model.graph.value_info[:]
     onnx.save(model, str(stripped))
-    quantize_dynamic(str(stripped), str(int8), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"], reduce_range=True)
-    session = _session(int8)
+    try:
+        quantize_dynamic(str(stripped), str(int8), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"], reduce_range=True)
+    finally:
+        stripped.unlink(missing_ok=True)
+    session = ort_session(int8)
     result: dict[str, Any] = {
         "settings": {"weight_type": "QInt8", "op_types": ["MatMul", "Gemm"], "reduce_range": True},
         "file_bytes": int8.stat().st_size,
@@ -342,8 +328,6 @@ def _quantize_int8(fp32: Path, int8: Path, wrapper: nn.Module, spec: ExportSpec,
         "parity": _parity(wrapper, session, spec),
     }
     if model_dir is not None:
-        from .workflows import evaluate_model_dir
-
         try:
             fp32_metrics = evaluate_model_dir(model_dir, backend="onnx", onnx_file=fp32)["metrics"]
             int8_metrics = evaluate_model_dir(model_dir, backend="onnx", onnx_file=int8)["metrics"]
@@ -353,76 +337,3 @@ def _quantize_int8(fp32: Path, int8: Path, wrapper: nn.Module, spec: ExportSpec,
             result["test_metrics"] = {"fp32": fp32_metrics, "int8": int8_metrics,
                                       "relative_change": {k: (int8_metrics[k] - v) / v for k, v in fp32_metrics.items() if k in int8_metrics and v}}
     return result
-
-
-class OnnxModel(nn.Module):
-    """A polyhead model served by ONNX Runtime, with the PyTorch model's call signature and output type.
-
-    ``OnnxModel(model_dir)(**inputs)`` returns the task's ``ModelOutput`` (without ``loss``:
-    label keys such as ``future_values`` are ignored), so pipelines, metrics and
-    ``polyhead evaluate --backend onnx`` run unchanged.
-    """
-
-    is_onnx = True
-    input_modalities = "time"
-
-    def __init__(self, model_dir: str | os.PathLike, *, file: str | os.PathLike | None = None) -> None:
-        super().__init__()
-        import transformers
-
-        from . import tasks  # noqa: F401  (registers the configs)
-        from .loading import read_config_dict
-
-        self.model_dir = Path(model_dir)
-        read_config_dict(self.model_dir)
-        self.config = transformers.AutoConfig.from_pretrained(str(self.model_dir))
-        self.name_or_path = str(self.model_dir)
-        path = Path(file) if file is not None else self.model_dir / ONNX_NAME
-        if not path.is_file():
-            raise ModelLoadError(f"{path} does not exist; run `polyhead export {self.model_dir}` first.")
-        _, self.spec = _task_and_spec(self.config)
-        self.main_input_name = self.spec.input_names[0]  # read by transformers' pipelines (e.g. ASR)
-        self.session = _session(path)
-        got_in = [i.name for i in self.session.get_inputs()]
-        got_out = [o.name for o in self.session.get_outputs()]
-        if got_in != self.spec.input_names or got_out != self.spec.output_names:
-            raise ModelLoadError(
-                f"{path} does not belong to this model: it has inputs {got_in} and outputs {got_out}, "
-                f"expected {self.spec.input_names} and {self.spec.output_names}."
-            )
-        self._inputs = {i.name: i for i in self.session.get_inputs()}
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device("cpu")
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return torch.float32
-
-    def can_generate(self) -> bool:
-        return False
-
-    def _feed(self, name: str, value: Any) -> np.ndarray:
-        array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-        meta = self._inputs[name]
-        if array.ndim != len(meta.shape):
-            raise InputError(f"{name} must have {len(meta.shape)} dimensions {meta.shape}, got shape {array.shape}.")
-        for axis, (want, have) in enumerate(zip(meta.shape, array.shape)):
-            if isinstance(want, int) and want != have:
-                raise InputError(f"{name} axis {axis} must have size {want} {meta.shape}, got shape {array.shape}.")
-        expected = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(bool)": np.bool_}[meta.type]
-        if array.dtype != expected:
-            if expected is np.float32 and array.dtype.kind in "f":
-                array = array.astype(np.float32)
-            else:
-                raise InputError(f"{name} must be {np.dtype(expected).name}, got {array.dtype}.")
-        return array
-
-    def forward(self, **inputs: Any):
-        missing = [n for n in self.spec.input_names if n not in inputs]
-        if missing:
-            raise InputError(f"Missing input(s) {missing}; this model takes {self.spec.input_names}.")
-        feed = {n: self._feed(n, inputs[n]) for n in self.spec.input_names}
-        outputs = self.session.run(self.spec.output_names, feed)
-        return self.spec.output_class(**{n: torch.from_numpy(o) for n, o in zip(self.spec.output_names, outputs)})

@@ -1,94 +1,63 @@
-"""Loading polyhead model dirs safely: checks first, then transformers' Auto classes.
+"""Loading polyhead models safely: checks first, then transformers' Auto classes.
 
 Weights are only ever read from safetensors. A directory that is not a polyhead
 model, a corrupted weights file, or tensors that do not match the config raise a
 :class:`~polyhead.errors.ModelLoadError` that says which.
+
+* :class:`AutoModel` / :func:`load_model`: a model from a folder or a Hub repo id, on the
+  PyTorch or the ONNX Runtime backend (the one place that choice is made);
+* :func:`initialise_from`: start a new model from another model's weights (fine-tuning,
+  ``polyhead train --init-from``), module by module, with a report of what was loaded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+import torch
 import transformers
-from safetensors import safe_open
 from safetensors import SafetensorError
+from safetensors.torch import load_file
 
-from .errors import ModelLoadError
+from .errors import ConfigError, ModelLoadError
+from .hub import HUB_KWARGS, hub_model_dir
+from .model_dir import WEIGHTS_NAME, check_model_dir, looks_local, parse_polyhead_config, read_config_dict, task_of
+from .onnx_runtime import OnnxModel
+from .upgrade import needs_upgrade
 
-__all__ = ["AutoModel", "check_model_dir", "looks_local", "parse_polyhead_config", "load_processor", "read_config_dict", "task_of"]
+__all__ = [
+    "AutoModel",
+    "BACKENDS",
+    "Initialisation",
+    "WEIGHTS_NAME",
+    "check_model_dir",
+    "initialise_from",
+    "load_model",
+    "load_processor",
+    "local_model_dir",
+    "looks_local",
+    "parse_polyhead_config",
+    "read_config_dict",
+    "task_of",
+]
 
-WEIGHTS_NAME = "model.safetensors"
-
-
-def looks_local(name_or_path: str | os.PathLike) -> bool:
-    """``True`` for things that can only be a local path (Hub ids are ``name`` or ``org/name``)."""
-    text = str(name_or_path)
-    return Path(text).is_absolute() or text.startswith((".", "~")) or text.count("/") > 1 or "\\" in text
-
-
-def read_config_dict(model_dir: str | os.PathLike) -> dict[str, Any]:
-    """Read and check ``config.json`` of a local polyhead model dir."""
-    path = Path(model_dir)
-    if not path.exists():
-        raise ModelLoadError(f"{path} does not exist; expected a polyhead model dir (config.json + {WEIGHTS_NAME}) or a Hub repo id 'org/name'.")
-    if not path.is_dir():
-        raise ModelLoadError(f"{path} is not a directory; expected a polyhead model dir (config.json + {WEIGHTS_NAME}).")
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise ModelLoadError(f"{path} has no config.json; it is not a saved polyhead model.")
-    return parse_polyhead_config(config_file, where=str(path))
-
-
-def parse_polyhead_config(config_file: Path, *, where: str, hint: str = "") -> dict[str, Any]:
-    """Read ``config.json`` and check it describes a polyhead model (``model_type`` ``polyhead-*``)."""
-    try:
-        config = json.loads(Path(config_file).read_text())
-    except json.JSONDecodeError as err:
-        raise ModelLoadError(f"config.json of {where} is not valid JSON: {err}") from None
-    model_type = config.get("model_type", "") if isinstance(config, dict) else ""
-    if not str(model_type).startswith("polyhead-"):
-        raise ModelLoadError(
-            f"{where} holds a {model_type or 'non-transformers'!s} model, not a polyhead model "
-            f"(config.json model_type should start with 'polyhead-'){hint}."
-        )
-    return config
+#: the backends every entry point (pipeline, evaluate, evaluate_agent) accepts
+BACKENDS = ("torch", "onnx")
 
 
-def check_model_dir(model_dir: str | os.PathLike, *, allow_pickle: bool = False) -> dict[str, Any]:
-    """Check a local model dir: polyhead config and a readable safetensors file.
+def local_model_dir(name_or_path: str | os.PathLike, *, include_onnx: bool = False, **hub_kwargs: Any) -> Path:
+    """A local model folder for ``name_or_path``: the folder itself, or a Hub repo's snapshot.
 
-    Args:
-        allow_pickle: accept a ``pytorch_model.bin`` when there is no safetensors file
-            (loaded by transformers with ``torch.load(weights_only=True)``).
+    A Hub repo id's ``config.json`` is checked before any weights are fetched; offline, the
+    cached snapshot is used.
     """
-    config = read_config_dict(model_dir)
-    path = Path(model_dir)
-    weights = path / WEIGHTS_NAME
-    if not weights.is_file():
-        pickled = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
-        if allow_pickle and (path / "pytorch_model.bin").is_file():
-            return config
-        hint = (
-            f" It has {pickled}: polyhead does not unpickle weights unless you pass allow_pickle=True "
-            "(only for files you trust); better, re-save them as safetensors."
-            if pickled else ""
-        )
-        raise ModelLoadError(f"{path} has no {WEIGHTS_NAME}.{hint}")
-    try:
-        with safe_open(str(weights), framework="pt") as handle:
-            for key in handle.keys():
-                handle.get_slice(key).get_shape()
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ModelLoadError(f"{weights} is not a readable safetensors file (truncated or corrupted?): {err}") from None
-    return config
-
-
-def task_of(config: dict[str, Any]) -> str:
-    """``"polyhead-forecasting"`` -> ``"forecasting"``."""
-    return str(config["model_type"]).removeprefix("polyhead-")
+    if Path(name_or_path).exists() or looks_local(name_or_path):
+        return Path(name_or_path)
+    return hub_model_dir(str(name_or_path), include_onnx=include_onnx, **hub_kwargs)
 
 
 class AutoModel:
@@ -102,14 +71,13 @@ class AutoModel:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, allow_pickle: bool = False, **kwargs: Any):
         """Load a polyhead model; ``allow_pickle=True`` accepts a trusted ``pytorch_model.bin``."""
-        import polyhead  # noqa: F401  (registers the Auto classes)
-
-        if not (Path(name_or_path).exists() or looks_local(name_or_path)):
-            # A Hub repo id: its config.json is checked before any weights are fetched; then load the snapshot.
-            from .hub import HUB_KWARGS, hub_model_dir
-
-            name_or_path = hub_model_dir(str(name_or_path), **{k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs})
+        name_or_path = local_model_dir(name_or_path, **{k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs})
         check_model_dir(name_or_path, allow_pickle=allow_pickle)
+        if needs_upgrade(name_or_path):
+            raise ModelLoadError(
+                f"{name_or_path} was written by polyhead 0.1 (one tower per task); run `polyhead upgrade {name_or_path}` "
+                "(or polyhead.upgrade.upgrade_model_dir) to rename its tensors to the backbone + adapter layout."
+            )
         kwargs.pop("output_loading_info", None)
         kwargs.setdefault("use_safetensors", None if allow_pickle else True)
         try:
@@ -140,3 +108,100 @@ def load_processor(name_or_path: str | os.PathLike, **kwargs: Any):
         return transformers.AutoFeatureExtractor.from_pretrained(str(name_or_path), **kwargs)
     except (OSError, ValueError, KeyError) as err:
         raise ModelLoadError(f"Could not load the processor saved with {name_or_path!s}: {err}") from None
+
+
+def load_model(name_or_path: str | os.PathLike, *, backend: str = "torch", onnx_file: str | os.PathLike | None = None, **kwargs: Any):
+    """A polyhead model from a folder or Hub repo id, on ``backend``.
+
+    Args:
+        name_or_path: a model folder or a Hub repo id.
+        backend: ``"torch"`` (:class:`AutoModel`) or ``"onnx"`` (the exported ``model.onnx``
+            in ONNX Runtime, with the same call signature and output type).
+        onnx_file: another ONNX file of the same model (``model.int8.onnx``).
+        **kwargs: Hub options (``revision``, ``token``, ...) and ``from_pretrained`` arguments.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}.")
+    if backend == "onnx":
+        folder = local_model_dir(name_or_path, include_onnx=True, **{k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs})
+        return OnnxModel(folder, file=onnx_file)
+    return AutoModel.from_pretrained(name_or_path, **kwargs)
+
+
+#: short names of module prefixes ``--init-modules`` accepts
+_MODULE_ALIASES = {"head": "adapter.head", "stem": "adapter.stem"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Initialisation:
+    """Where a new model's weights start (``train.init_from`` / ``--init-from``).
+
+    Attributes:
+        source: a polyhead model folder or Hub repo id.
+        modules: the parts to copy: ``"backbone"``, ``"adapter"`` (stem, head and the rest
+            of the task part), ``"head"``, ``"stem"``, or any dotted module path.
+        ignore_mismatched: skip tensors whose shapes differ (listed in the report) instead
+            of failing.
+    """
+
+    source: str
+    modules: tuple[str, ...] = ("backbone", "adapter")
+    ignore_mismatched: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, (str, os.PathLike)) or not str(self.source):
+            raise ConfigError(f"init_from must be a model folder or a Hub repo id, got {self.source!r}.")
+        modules = (self.modules.split(",") if isinstance(self.modules, str) else list(self.modules))
+        modules = tuple(m.strip() for m in modules if m.strip())
+        if not modules:
+            raise ConfigError("init_modules must name at least one module (backbone, adapter, head, stem).")
+        object.__setattr__(self, "source", str(self.source))
+        object.__setattr__(self, "modules", modules)
+
+
+def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    index = folder / "model.safetensors.index.json"
+    if (folder / WEIGHTS_NAME).is_file() or not index.is_file():
+        return load_file(str(folder / WEIGHTS_NAME))
+    weights: dict[str, torch.Tensor] = {}
+    for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
+        weights.update(load_file(str(folder / shard)))
+    return weights
+
+
+def initialise_from(model: torch.nn.Module, init: Initialisation) -> dict[str, Any]:
+    """Copy the weights of ``init.modules`` from ``init.source`` into ``model``; returns what was done.
+
+    Tensors of another shape are listed by name in a :class:`ConfigError` (or skipped, with
+    ``ignore_mismatched=True``). Returns ``{"source", "modules", "loaded", "new", "ignored",
+    "mismatched"}``: counts and names of tensors loaded, left as initialised (the task's new
+    parts), present only in the source, and skipped for their shape.
+    """
+    folder = local_model_dir(init.source)
+    check_model_dir(folder)
+    source = _read_weights(folder)
+    prefixes = tuple(_MODULE_ALIASES.get(m, m) + "." for m in init.modules)
+    selected = {k: v for k, v in source.items() if k.startswith(prefixes)}
+    if not selected:
+        found = sorted({k.split(".")[0] for k in source})
+        raise ConfigError(f"{init.source} has no weights under {', '.join(init.modules)}; its top-level modules are {found}.")
+    own = model.state_dict()
+    mismatched = [f"{k}: {tuple(v.shape)} in the source, {tuple(own[k].shape)} here" for k, v in selected.items()
+                  if k in own and v.shape != own[k].shape]
+    if mismatched and not init.ignore_mismatched:
+        raise ConfigError(
+            f"{len(mismatched)} tensor(s) of {init.source} have other shapes than this model's: " + "; ".join(mismatched[:10])
+            + ("; ..." if len(mismatched) > 10 else "") + ". Pass ignore_mismatched=True (--init-ignore-mismatched) to skip them."
+        )
+    loadable = {k: v for k, v in selected.items() if k in own and v.shape == own[k].shape}
+    model.load_state_dict(loadable, strict=False)
+    ignored = sorted(k for k in selected if k not in own)
+    new = sorted(k for k in own if k not in loadable)
+    return {
+        "source": init.source,
+        "modules": list(init.modules),
+        "loaded": len(loadable),
+        "new": new,
+        "ignored": ignored,
+        "mismatched": mismatched,
+    }

@@ -26,8 +26,10 @@ __all__ = [
     "register_head",
     "register_task",
     "build",
+    "describe_backbone",
     "get",
     "names",
+    "task_for",
     "check_kwargs",
 ]
 
@@ -49,8 +51,14 @@ def _register(registry: Registry, name: str) -> Callable[[T], T]:
 
 
 def register_backbone(name: str) -> Callable[[T], T]:
-    """Class decorator: register a backbone under ``name``."""
-    return _register(BACKBONES, name)
+    """Class decorator: register a backbone under ``name`` (its ``registry_name``)."""
+
+    def decorator(cls: T) -> T:
+        _register(BACKBONES, name)(cls)
+        cls.registry_name = name  # type: ignore[attr-defined]
+        return cls
+
+    return decorator
 
 
 def register_head(name: str) -> Callable[[T], T]:
@@ -86,6 +94,16 @@ def get(registry: Registry, name: str) -> Any:
     return registry.module_dict[name]
 
 
+def task_for(model_type: str) -> Any:
+    """The registered task class whose models include ``model_type`` (``"polyhead-forecasting"``)."""
+    for name in names(TASKS):
+        task = TASKS.module_dict[name]
+        if model_type in task.model_types():
+            return task
+    known = sorted(t for name in names(TASKS) for t in TASKS.module_dict[name].model_types())
+    raise UnknownNameError(f"No polyhead task has models of type {model_type!r}.{did_you_mean(model_type, known)} Known: {', '.join(known)}.")
+
+
 def check_kwargs(cls: Callable[..., Any], kwargs: Mapping[str, Any], what: str) -> None:
     """Raise :class:`ConfigError` if ``kwargs`` has a key ``cls`` does not accept."""
     params = inspect.signature(cls).parameters
@@ -98,6 +116,16 @@ def check_kwargs(cls: Callable[..., Any], kwargs: Mapping[str, Any], what: str) 
                 f"{what} got an unknown option {key!r}.{did_you_mean(key, accepted)} "
                 f"Accepted options: {', '.join(sorted(accepted))}."
             )
+
+
+def describe_backbone(cfg: Mapping[str, Any]):
+    """The :class:`~polyhead.backbones.BackboneSpec` of ``{"type": ..., **kwargs}``, without building the backbone."""
+    if not isinstance(cfg, Mapping) or "type" not in cfg:
+        raise ConfigError(f"A backbone config must be a dict with a 'type' key, got {cfg!r}.")
+    cls = get(BACKBONES, cfg["type"])
+    kwargs = {k: v for k, v in cfg.items() if k != "type"}
+    check_kwargs(cls, kwargs, f"backbone {cfg['type']!r}")
+    return cls.describe(**kwargs)
 
 
 def build(registry: Registry, cfg: Mapping[str, Any], **extra: Any) -> Any:

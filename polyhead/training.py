@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
 import shutil
 import signal
-import tempfile
 import threading
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,15 +37,24 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from .errors import ConfigError, DataError
+from .log import logger
+from .model_dir import (
+    BEST_DIR,
+    CHECKPOINTS_DIR,
+    EVAL_RESULTS_NAME,
+    TRAINER_STATE_NAME,
+    check_writable_folder,
+    mark_folder,
+    run_lock,
+    save_model_dir,
+)
 from .validation import dataclass_from_section, look_up_option
 
-__all__ = ["evaluate", "make_accelerator", "TrainingArguments", "TrainerState", "Trainer", "TrainResult", "atomic_directory", "rewrite_directory", "save_model_dir"]
+__all__ = ["evaluate", "simple_inferer", "make_accelerator", "TrainingArguments", "TrainerState", "Trainer", "TrainResult"]
+
 
 _PRECISIONS = {"no": "no", "fp32": "no", "fp16": "fp16", "bf16": "bf16"}
 _SCHEDULERS = {"constant": "constant", "cosine": "cosine", "linear": "linear", "constant_with_warmup": "constant_with_warmup"}
-CHECKPOINTS_DIR = "checkpoints"
-TRAINER_STATE_NAME = "trainer_state.json"
-BEST_DIR = "best"
 
 
 @dataclass
@@ -188,56 +196,20 @@ def make_accelerator(
         ) from None
 
 
-@contextlib.contextmanager
-def atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield a temp dir next to ``target``; when the block succeeds it replaces ``target``.
-
-    An exception (or a kill) inside the block leaves ``target`` as it was.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; give the final dir normal permissions
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def rewrite_directory(target: Path) -> Iterator[Path]:
-    """Yield a copy of ``target`` to change; it replaces ``target`` atomically when the block succeeds."""
-    with atomic_directory(target) as tmp:
-        shutil.copytree(target, tmp, dirs_exist_ok=True)
-        yield tmp
-
-
-def save_model_dir(target: Path, model: Any, processor: Any = None, files: dict[str, Any] | None = None) -> Path:
-    """Write a complete model dir (weights, config, processor, JSON ``files``) atomically."""
-    with atomic_directory(Path(target)) as tmp:
-        model.save_pretrained(tmp)
-        if processor is not None:
-            processor.save_pretrained(tmp)
-        for name, content in (files or {}).items():
-            (tmp / name).write_text(json.dumps(content, indent=2, default=str) + "\n")
-    return Path(target)
+def simple_inferer(model: Any, batch: Any) -> Any:
+    """The default inferer: the network on the batch as it is (MONAI's ``SimpleInferer``)."""
+    return model(**batch)
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: DataLoader, *, metrics: Any, accelerator: Accelerator) -> dict[str, float]:
+def evaluate(
+    model: torch.nn.Module, loader: DataLoader, *, metrics: Any, accelerator: Accelerator, inferer: Callable[[Any, Any], Any] = simple_inferer
+) -> dict[str, float]:
     """Mean per-sample loss and the task's metrics over ``loader``.
 
-    Samples are gathered across processes with ``gather_for_metrics``, which drops
-    the duplicates a distributed sampler adds to fill the last batch.
+    ``inferer(model, batch)`` runs the network (the task's: a sliding window for whole
+    volumes). Samples are gathered across processes with ``gather_for_metrics``, which
+    drops the duplicates a distributed sampler adds to fill the last batch.
     """
     was_training = model.training
     model.eval()
@@ -245,7 +217,7 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, *, metrics: Any, accele
         metrics.reset()
     loss_sum, count = 0.0, 0
     for batch in loader:
-        outputs = model(**batch)
+        outputs = inferer(model, batch)
         if outputs.loss is not None:  # an ONNX-backed model returns no loss
             batch_size = next(iter(batch.values())).shape[0]
             losses = accelerator.gather_for_metrics(outputs.loss.detach().float().reshape(1).expand(batch_size))
@@ -273,6 +245,7 @@ class Trainer:
         collate_fn: batches samples (default: torch's ``default_collate``).
         callbacks: called as ``callback(trainer)`` after every optimizer step.
         extra_files: JSON-serialisable content written into the best model dir by name.
+        inferer: how evaluation runs the model on a batch (the task's; default ``model(**batch)``).
     """
 
     def __init__(
@@ -287,9 +260,10 @@ class Trainer:
         collate_fn: Callable | None = None,
         callbacks: Sequence[Callable[["Trainer"], None]] = (),
         extra_files: dict[str, Any] | None = None,
+        inferer: Callable[[Any, Any], Any] = simple_inferer,
     ) -> None:
         self.args = args
-        self.output_dir = Path(args.output_dir)
+        self.output_dir = check_writable_folder(args.output_dir, kind="run", what="train.output_dir")
         if len(train_dataset) == 0 or len(eval_dataset) == 0:
             raise DataError(f"Empty dataset: {len(train_dataset)} training and {len(eval_dataset)} validation samples.")
         if args.batch_size > len(train_dataset):
@@ -299,6 +273,9 @@ class Trainer:
         self.accelerator = make_accelerator(
             grad_accum=args.grad_accum, precision=args.precision, log_with=args.log_with, project_dir=self.output_dir
         )
+        if self.accelerator.is_main_process:
+            mark_folder(self.output_dir, "run")
+        self.accelerator.wait_for_everyone()
         set_seed(args.seed)
         available = ["loss"] + (metrics.names() if metrics is not None else [])
         if args.best_metric not in available:
@@ -307,6 +284,7 @@ class Trainer:
         self.processor = processor
         self.callbacks = list(callbacks)
         self.extra_files = dict(extra_files or {})
+        self.inferer = inferer
         self.state = TrainerState()
         self.should_stop = False
 
@@ -346,9 +324,10 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Save a resumable checkpoint as ``checkpoints/step-N`` and prune old ones.
 
-        Every rank writes into ``checkpoints/.tmp-step-N``; the main process renames it
-        once all are done, so a crash mid-save leaves the previous checkpoint intact.
-        Model weights are safetensors; trainer and scheduler state are JSON.
+        Every rank writes into ``checkpoints/.tmp-step-N``; the main process records a
+        SHA-256 of every file in ``trainer_state.json`` and renames the folder once all are
+        done, so a crash mid-save leaves the previous checkpoint intact and a damaged file is
+        found on resume. Model weights are safetensors; trainer and scheduler state are JSON.
         """
         acc = self.accelerator
         name = f"step-{self.state.global_step:08d}"
@@ -358,11 +337,15 @@ class Trainer:
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
         acc.save_state(str(tmp), safe_serialization=True)
-        if acc.is_main_process:
-            state = {"trainer": self.state.state_dict(), "scheduler": self.scheduler.state_dict()}
-            (tmp / TRAINER_STATE_NAME).write_text(json.dumps(state, indent=2, default=float))
         acc.wait_for_everyone()
         if acc.is_main_process:
+            state = {
+                "trainer": self.state.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "num_processes": acc.num_processes,
+                "checksums": {str(f.relative_to(tmp)): _sha256(f) for f in sorted(tmp.rglob("*")) if f.is_file()},
+            }
+            (tmp / TRAINER_STATE_NAME).write_text(json.dumps(state, indent=2, default=float))
             shutil.rmtree(target, ignore_errors=True)
             os.replace(tmp, target)
             for old in self.checkpoints()[: -self.args.keep_checkpoints]:
@@ -370,8 +353,26 @@ class Trainer:
         acc.wait_for_everyone()
         return target
 
-    def _load_one(self, path: Path) -> None:
+    def _verify(self, path: Path) -> dict[str, Any]:
+        """The checkpoint's trainer state, after checking every file it lists is present and unchanged."""
         state = json.loads((path / TRAINER_STATE_NAME).read_text())
+        ranks = int(state.get("num_processes", self.accelerator.num_processes))
+        if ranks != self.accelerator.num_processes:
+            raise DataError(f"it was written by {ranks} process(es), this run has {self.accelerator.num_processes}")
+        required = [f"random_states_{rank}.pkl" for rank in range(ranks)]
+        missing = [name for name in required if not (path / name).is_file()]
+        if missing:
+            raise DataError(f"{', '.join(missing)} missing (the random states: without them the run would diverge)")
+        for name, digest in state.get("checksums", {}).items():
+            file = path / name
+            if not file.is_file():
+                raise DataError(f"{name} is missing")
+            if _sha256(file) != digest:
+                raise DataError(f"{name} does not match the checksum recorded when it was saved")
+        return state
+
+    def _load_one(self, path: Path) -> None:
+        state = self._verify(path)
         self.accelerator.load_state(str(path))
         self.scheduler.load_state_dict(state["scheduler"])
         self.state.load_state_dict(state["trainer"])
@@ -379,8 +380,10 @@ class Trainer:
     def load_checkpoint(self, path: Path | None = None) -> Path:
         """Restore from ``path``, or from the newest checkpoint that loads.
 
-        A corrupted newest checkpoint is skipped with a warning and the previous one is
-        used; if none loads this is an error, never a silent fresh start.
+        A checkpoint with a missing, truncated or altered file (weights, optimizer, random
+        states: each is checked against the SHA-256 recorded at save time) is skipped with a
+        logged warning and the previous one is used; if none loads this is an error, never a
+        silent fresh start.
         """
         if path is not None:
             self._load_one(Path(path))
@@ -395,14 +398,14 @@ class Trainer:
                 return candidate
             except Exception as err:  # a truncated file surfaces as many exception types
                 errors.append(f"{candidate.name}: {type(err).__name__}: {str(err)[:200]}")
-                warnings.warn(f"Checkpoint {candidate} could not be loaded ({type(err).__name__}); trying an older one.", stacklevel=2)
+                logger.warning("checkpoint %s cannot be used (%s); trying an older one.", candidate, str(err)[:300])
         raise DataError(f"--resume: no checkpoint in {self.checkpoints_dir} could be loaded: " + "; ".join(errors))
 
     # -- evaluation -------------------------------------------------------------------
     def evaluate(self, loader: DataLoader | None = None) -> dict[str, float]:
         """Mean loss and task metrics over ``loader`` (default: the validation set), gathered across ranks."""
         loader = self.eval_loader if loader is None else self.accelerator.prepare(loader)
-        return evaluate(self.model, loader, metrics=self.metrics, accelerator=self.accelerator)
+        return evaluate(self.model, loader, metrics=self.metrics, accelerator=self.accelerator, inferer=self.inferer)
 
     def _is_improvement(self, value: float) -> bool:
         best = self.state.best_metric
@@ -436,16 +439,26 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             model = self.accelerator.unwrap_model(self.model)
-            files = {"eval_results.json": {"step": self.state.global_step, "validation": results}, **self.extra_files}
+            files = {EVAL_RESULTS_NAME: {"step": self.state.global_step, "validation": results}, **self.extra_files}
             save_model_dir(self.output_dir / BEST_DIR, model, self.processor, files)
         self.accelerator.wait_for_everyone()
 
     # -- training ---------------------------------------------------------------------
     def train(self, resume: bool | str | Path = False) -> TrainResult:
         """Run the loop; ``resume=True`` continues from the latest checkpoint (or a given path)."""
+        acc = self.accelerator
+        with run_lock(self.output_dir) if acc.is_main_process else contextlib.nullcontext():
+            return self._train(resume)
+
+    def _train(self, resume: bool | str | Path) -> TrainResult:
         args, acc = self.args, self.accelerator
         if resume:
             self.load_checkpoint(None if resume is True else Path(resume))
+            if self.state.global_step >= self.total_steps:
+                logger.warning(
+                    "the checkpoint is at step %d, at or beyond this run's last step (%d): nothing is left to train; "
+                    "raise train.max_steps or train.epochs to continue.", self.state.global_step, self.total_steps,
+                )
         if args.log_with:
             acc.init_trackers("polyhead", config={k: v for k, v in dataclasses.asdict(args).items() if isinstance(v, (int, float, str, bool))})
         bar = tqdm(
@@ -549,3 +562,8 @@ class Trainer:
                 continue
             break
         return last_checkpoint_step
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

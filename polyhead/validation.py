@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -26,14 +27,14 @@ def look_up_option(value: str, table: Mapping[str, V], what: str) -> V:
 def check_positive(name: str, value: int | float, *, integer: bool = True) -> None:
     """Raise :class:`ConfigError` unless ``value`` is a positive int (or number)."""
     kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, kinds) or (isinstance(value, float) and not math.isfinite(value)) or value <= 0:
         expected = "a positive integer" if integer else "a positive number"
-        raise ConfigError(f"{name} must be {expected}, got {value!r}.")
+        raise ConfigError(f"{name} must be {expected} (finite), got {value!r}.")
 
 
 def check_probability(name: str, value: float) -> None:
     """Raise :class:`ConfigError` unless ``0 <= value < 1``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)) or not 0.0 <= value < 1.0:
         raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}.")
 
 

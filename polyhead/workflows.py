@@ -7,6 +7,7 @@ These functions are task-agnostic: they reach the domain only through the
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,15 +19,25 @@ from mmengine.config import Config
 from torch.utils.data import DataLoader
 
 from . import registry
-from .config import load_config
+from .cards import write_card
+from .config import SECTIONS, load_config
 from .errors import ConfigError, ModelLoadError
-from .loading import AutoModel, check_model_dir, task_of
-from .training import Trainer, TrainingArguments, evaluate, make_accelerator, rewrite_directory
+from .loading import AutoModel, Initialisation, initialise_from, load_model
+from .model_dir import (
+    METRICS_NAME,
+    TRAINING_CONFIG_NAME,
+    atomic_write_text,
+    check_model_dir,
+    check_writable_folder,
+    mark_folder,
+    read_training_config,
+    run_lock,
+    task_of,
+    write_folder,
+)
+from .training import Trainer, TrainingArguments, evaluate, make_accelerator
 
-__all__ = ["RunResult", "train", "evaluate_model_dir", "TRAINING_CONFIG_NAME", "METRICS_NAME"]
-
-TRAINING_CONFIG_NAME = "training_config.py"
-METRICS_NAME = "metrics.json"
+__all__ = ["RunResult", "train", "fit", "config_section", "model_section", "training_section", "evaluate_model_dir", "eval_loader", "finish_run", "config_sections", "initialisation_of", "training_arguments"]
 
 
 @dataclass
@@ -37,13 +48,42 @@ class RunResult:
     metrics: dict[str, Any]
 
 
-def _task_for(cfg: Config):
-    return registry.get(registry.TASKS, cfg.model.task)()
-
-
-def _section(cfg: Config, name: str) -> dict[str, Any]:
+def config_section(cfg: Config, name: str) -> dict[str, Any]:
+    """A config section as a plain dict (``{}`` when absent)."""
     value = cfg.get(name) or {}
     return value.to_dict() if hasattr(value, "to_dict") else dict(value)
+
+
+def model_section(cfg: Config) -> dict[str, Any]:
+    """The ``model`` section without its ``task`` key: what the task's config class is built from."""
+    return {k: v for k, v in config_section(cfg, "model").items() if k != "task"}
+
+
+def training_section(cfg: Config) -> dict[str, Any]:
+    """The ``train`` section without the ``init_*`` keys (those say where weights start, see :func:`initialisation_of`)."""
+    return {k: v for k, v in config_section(cfg, "train").items() if k not in _INIT_KEYS}
+
+
+def config_sections(cfg: Config) -> dict[str, dict[str, Any]]:
+    """The resolved config as plain JSON data, section by section (what ``training_config.json`` holds)."""
+    return json.loads(json.dumps({name: config_section(cfg, name) for name in SECTIONS if name in cfg}, default=str))
+
+
+def _is_main_process() -> bool:
+    """Rank 0 (or no launcher), before any Accelerator exists."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def finish_run(output_dir: Path, best_dir: Path, metrics: dict[str, Any], cfg: Config | None) -> None:
+    """The end of every run: ``metrics.json`` in the run folder, and in ``best/`` beside the
+    resolved config (``training_config.json``, data only) and the model card."""
+    text = json.dumps(metrics, indent=2, default=str) + "\n"
+    atomic_write_text(Path(output_dir) / METRICS_NAME, text)
+    with write_folder(best_dir, kind="model", replace=False, what="model folder") as staging:
+        atomic_write_text(staging / METRICS_NAME, text)
+        if cfg is not None:
+            atomic_write_text(staging / TRAINING_CONFIG_NAME, json.dumps(config_sections(cfg), indent=2) + "\n")
+    write_card(best_dir, model_id=str(best_dir))  # README.md: the model card, ready to push
 
 
 def train(
@@ -52,30 +92,91 @@ def train(
     cfg_options: Sequence[str] | Mapping[str, Any] = (),
     resume: bool = False,
     callbacks: Sequence[Callable[[Trainer], None]] = (),
+    init_from: str | Path | None = None,
+    init_modules: str | Sequence[str] | None = None,
+    init_ignore_mismatched: bool | None = None,
 ) -> RunResult:
     """Train the model a config describes, evaluate it on the test split beside the baselines.
 
     Writes ``<output_dir>/best`` (model, processor, ``metrics.json``,
-    ``training_config.py``, the model card ``README.md``) and ``<output_dir>/metrics.json``.
+    ``training_config.json``, the model card ``README.md``) and ``<output_dir>/metrics.json``.
+    ``output_dir`` must be new, empty or a polyhead run folder; a second run into the same
+    folder while one is running fails with an :class:`~polyhead.errors.OutputError`.
+
+    Args:
+        config_or_task: a config file, a ``training_config.json`` a run wrote, a packaged
+            recipe or a task name.
+        cfg_options: overrides (``{"train.epochs": 3}`` or ``["train.epochs=3"]``).
+        resume: continue from the latest checkpoint in ``<output_dir>/checkpoints``.
+        callbacks: called as ``callback(trainer)`` after every optimizer step.
+        init_from: start from the weights of this polyhead model (folder or Hub repo id)
+            instead of random ones (same as ``train.init_from``).
+        init_modules: which parts to copy: ``"backbone"``, ``"adapter"``, ``"head"``,
+            ``"stem"`` (comma-separated or a list; default: all).
+        init_ignore_mismatched: skip tensors of another shape instead of failing.
     """
     cfg = config_or_task if isinstance(config_or_task, Config) else load_config(config_or_task, cfg_options)
-    task = _task_for(cfg)
-    model_section = {k: v for k, v in _section(cfg, "model").items() if k != "task"}
-    data_section = _section(cfg, "data")
-    train_section = _section(cfg, "train")
-    if task.is_online(model_section):  # online RL: the task's own loop (same Accelerate set-up)
-        return task.train_online(cfg, resume=resume)
-    train_section.setdefault("best_metric", task.best_metric)
-    train_section.setdefault("greater_is_better", task.greater_is_better)
-    if task.eval_batch_size is not None:
-        train_section["eval_batch_size"] = task.eval_batch_size
-    args = TrainingArguments.from_section(train_section)  # bad options fail before any data is read
+    overrides = {"init_from": init_from, "init_modules": init_modules, "init_ignore_mismatched": init_ignore_mismatched}
+    for key, value in overrides.items():
+        if value is not None:
+            cfg.merge_from_dict({f"train.{key}": str(value) if isinstance(value, Path) else value})
+    init = initialisation_of(cfg)
+    output_dir = check_writable_folder(config_section(cfg, "train").get("output_dir", TrainingArguments.output_dir), kind="run", what="train.output_dir")
+    task = registry.get(registry.TASKS, cfg.model.task)()
+    if not _is_main_process():
+        return task.train(cfg, resume=resume, callbacks=tuple(callbacks), init=init)
+    mark_folder(output_dir, "run")
+    with run_lock(output_dir):
+        return task.train(cfg, resume=resume, callbacks=tuple(callbacks), init=init)
 
-    config = task.build_config(model_section, data_section)
+
+_INIT_KEYS = ("init_from", "init_modules", "init_ignore_mismatched")
+
+
+def initialisation_of(cfg: Config) -> Initialisation | None:
+    """The config's ``train.init_from`` / ``init_modules`` / ``init_ignore_mismatched``, checked."""
+    section = config_section(cfg, "train")
+    if section.get("init_from") is None:
+        for key in _INIT_KEYS[1:]:
+            if section.get(key) is not None:
+                raise ConfigError(f"train.{key} needs train.init_from (the model to start from).")
+        return None
+    return Initialisation(
+        source=section["init_from"],
+        modules=section.get("init_modules") or ("backbone", "adapter"),
+        ignore_mismatched=bool(section.get("init_ignore_mismatched") or False),
+    )
+
+
+def training_arguments(task: Any, cfg: Config, data: Any = None) -> TrainingArguments:
+    """The ``train`` section as :class:`TrainingArguments`, with the task's defaults (before any data is read)."""
+    section = training_section(cfg)
+    section.setdefault("best_metric", task.best_metric)
+    section.setdefault("greater_is_better", task.greater_is_better)
+    return TrainingArguments.from_section(section)
+
+
+def eval_loader(data: Any, split: str, *, batch_size: int, accelerator: Any) -> DataLoader:
+    """A prepared loader over ``data.<split>`` (the data's own evaluation batch size wins: whole volumes go one by one)."""
+    loader = DataLoader(getattr(data, split), batch_size=data.eval_batch_size or batch_size, collate_fn=data.collate_fn)
+    return accelerator.prepare(loader)
+
+
+def fit(task: Any, cfg: Config, *, resume: bool = False, callbacks: Sequence[Callable[[Trainer], None]] = (), init: Initialisation | None = None) -> RunResult:
+    """The supervised path every task takes by default: the generic Trainer, then the test split."""
+    data_section = config_section(cfg, "data")
+    args = training_arguments(task, cfg)  # bad options fail before any data is read
+
+    config = task.build_config(model_section(cfg), data_section)
     data = task.build_data(data_section, config)  # may fill data-derived fields (freq)
+    if data.eval_batch_size is not None:
+        args.eval_batch_size = data.eval_batch_size
     processor = task.build_processor(config)
     torch.manual_seed(args.seed)
-    model = task.model_class(config)
+    model = task.build_model(config)
+    init_report = None
+    if init is not None:  # a resumed run's checkpoint already holds the weights it started from
+        init_report = initialise_from(model, init) if not resume else {"source": init.source, "modules": list(init.modules)}
     started = time.perf_counter()
     trainer = Trainer(
         model=model,
@@ -86,15 +187,14 @@ def train(
         processor=processor,
         collate_fn=data.collate_fn,
         callbacks=callbacks,
+        inferer=task.inferer(config),
     )
     result = trainer.train(resume=resume)
     train_seconds = time.perf_counter() - started
 
     best = AutoModel.from_pretrained(result.best_dir)
     acc = trainer.accelerator
-    test_loader = acc.prepare(DataLoader(data.test, batch_size=args.eval_batch_size or args.batch_size, collate_fn=data.collate_fn))
-    test_metrics = evaluate(acc.prepare(best), test_loader, metrics=task.build_metrics(config), accelerator=acc)
-    test_metrics.update(task.rollout_metrics(best, data, config))  # e.g. RL episode returns
+    test_metrics = task.test_metrics(acc.prepare(best), data, config, accelerator=acc, batch_size=args.eval_batch_size or args.batch_size)
     metrics = {
         "task": task.name,
         "best_step": result.best_step,
@@ -103,6 +203,7 @@ def train(
         "train_seconds": round(train_seconds, 2),
         "num_processes": acc.num_processes,
         "num_parameters": sum(p.numel() for p in best.parameters()),
+        "init": init_report,
         "validation": {"best_" + args.best_metric: result.best_metric},
         "test": test_metrics,
         "baselines": task.baselines(data, config),
@@ -110,13 +211,7 @@ def train(
         "history": result.history,
     }
     if acc.is_main_process:
-        (Path(args.output_dir) / METRICS_NAME).write_text(json.dumps(metrics, indent=2, default=str) + "\n")
-        with rewrite_directory(result.best_dir) as tmp:
-            (tmp / METRICS_NAME).write_text(json.dumps(metrics, indent=2, default=str) + "\n")
-            cfg.dump(str(tmp / TRAINING_CONFIG_NAME))
-            from .hub import write_card  # here: polyhead.hub imports this module
-
-            write_card(tmp, model_id=str(result.best_dir))  # README.md: the model card, ready to push
+        finish_run(Path(args.output_dir), result.best_dir, metrics, cfg)
     acc.wait_for_everyone()
     return RunResult(best_dir=result.best_dir, metrics=metrics)
 
@@ -143,25 +238,23 @@ def evaluate_model_dir(
     if split not in ("test", "validation"):
         raise ConfigError(f"split must be 'test' or 'validation', got {split!r}.")
     task = registry.get(registry.TASKS, task_of(config_dict))()
-    saved_cfg = Path(model_dir) / TRAINING_CONFIG_NAME
     data_section: dict[str, Any] = {}
-    if saved_cfg.is_file():
-        data_section = _section(Config.fromfile(str(saved_cfg)), "data")
+    try:
+        saved = read_training_config(model_dir)  # data only: nothing from the folder is executed
+    except ModelLoadError:
+        if data is None:
+            raise
+        saved = None
+    if saved is not None:
+        data_section = dict(saved.get("data") or {})
     elif data is None:
         raise ModelLoadError(f"{model_dir} has no {TRAINING_CONFIG_NAME}; pass --data to say what to evaluate on.")
     if data is not None:
-        data_section[task.data_source_option] = data
-    if backend not in ("torch", "onnx"):
-        raise ConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}.")
-    if backend == "onnx":
-        from .export import OnnxModel
-
-        model = OnnxModel(model_dir, file=onnx_file)
-    else:
-        model = AutoModel.from_pretrained(model_dir)
+        data_section["source"] = data
+    model = load_model(model_dir, backend=backend, onnx_file=onnx_file)
     task_data = task.build_data(data_section, model.config)
     acc = make_accelerator()
-    loader = acc.prepare(DataLoader(getattr(task_data, split), batch_size=task.eval_batch_size or batch_size, collate_fn=task_data.collate_fn))
-    model = task.evaluation_model(model if backend == "onnx" else acc.prepare(model))
-    metrics = evaluate(model, loader, metrics=task.build_metrics(model.config), accelerator=acc)
+    loader = eval_loader(task_data, split, batch_size=batch_size, accelerator=acc)
+    runnable = model if backend == "onnx" else acc.prepare(model)
+    metrics = evaluate(runnable, loader, metrics=task.build_metrics(model.config), accelerator=acc, inferer=task.inferer(model.config))
     return {"model": str(model_dir), "backend": backend, "split": split, "metrics": metrics, "baselines": task.baselines(task_data, model.config) if split == "test" else {}, "data": task_data.description}

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from polyhead.model_dir import write_folder
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = {
     # task folder: (config, run dir)
@@ -29,10 +31,10 @@ DEFAULTS = {
 PREPARE = {
     "rl_lunarlander": [
         ["collect", "lunarlander-heuristic", "--env", "LunarLander-v3", "--episodes", "600", "--seed", "1000",
-         "--out", "runs/trajectories/lunarlander-heuristic"],
+         "--out", "runs/trajectories/lunarlander-heuristic", "--overwrite"],
         ["collect", "lunarlander-heuristic", "--env", "LunarLander-v3", "--episodes", "200", "--epsilon", "0.3", "--seed", "5000",
-         "--out", "runs/trajectories/lunarlander-heuristic-eps0.3"],
-        ["collect", "random", "--env", "LunarLander-v3", "--episodes", "200", "--seed", "9000", "--out", "runs/trajectories/lunarlander-random"],
+         "--out", "runs/trajectories/lunarlander-heuristic-eps0.3", "--overwrite"],
+        ["collect", "random", "--env", "LunarLander-v3", "--episodes", "200", "--seed", "9000", "--out", "runs/trajectories/lunarlander-random", "--overwrite"],
     ],
 }
 
@@ -47,8 +49,11 @@ def main() -> None:
             check=True,
         )
         target = ROOT / "polyhead" / "defaults" / name
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(ROOT / run_dir / "best", target)
+        best = ROOT / run_dir / "best"
+        with write_folder(target, kind="model", what="default model folder") as staging:  # replaces only polyhead's files
+            for item in best.iterdir():
+                if not item.name.startswith("."):
+                    shutil.copy2(item, staging / item.name)
         print(f"default {name}: {target}")
 
 

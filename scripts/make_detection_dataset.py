@@ -24,11 +24,12 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from polyhead.model_dir import write_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -215,17 +216,19 @@ def main() -> None:
     args = parser.parse_args()
     if not FASHION_DIR.is_dir():
         raise SystemExit(f"{FASHION_DIR} not found: apt-get install dataset-fashion-mnist")
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    with write_folder(args.out, kind="data", overwrite=True, what="--out folder") as tmp:  # never a folder polyhead did not write
+        write(tmp, args)
+    size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
+    print(f"wrote {args.out}: {size / 1e6:.2f} MB")
+
+
+def write(tmp: Path, args: argparse.Namespace) -> None:
     summary = {}
     for offset, split in enumerate(("train", "validation", "test")):
         summary[split] = make_split(split, tmp, np.random.default_rng(args.seed + offset))
     backgrounds = "\n".join(f"  - `{name}` ({split}): {LICENCES[name]}" for split, names in BACKGROUNDS.items() for name in names)
     (tmp / "LICENSE.md").write_text(LICENCE_TEXT.format(seed=args.seed, backgrounds=backgrounds, summary=json.dumps(summary, indent=2)))
-    shutil.rmtree(args.out, ignore_errors=True)
-    tmp.rename(args.out)
-    size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
-    print(json.dumps(summary, indent=2), f"\n{args.out}: {size / 1e6:.2f} MB")
+    print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

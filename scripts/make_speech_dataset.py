@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from polyhead.model_dir import write_folder
+
 SAMPLE_RATE = 16_000
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 VERBS_OBJECTS = {
@@ -135,8 +137,12 @@ def main() -> None:
     for tool in ("espeak-ng", "ffmpeg"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found; install it with `apt-get install -y espeak-ng ffmpeg`.")
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    with write_folder(args.out, kind="data", overwrite=True, what="--out folder") as tmp:  # never a folder polyhead did not write
+        write(tmp, args)
+    print(f"wrote {args.out}")
+
+
+def write(tmp: Path, args: argparse.Namespace) -> None:
     splits = {"train": (TRAIN_VARIANTS, args.train), "validation": (VALIDATION_VARIANTS, args.validation), "test": (TEST_VARIANTS, args.test)}
     lines = [
         "# speech_commands: synthetic speech from espeak-ng",
@@ -152,9 +158,6 @@ def main() -> None:
         make_split(tmp, name, variants, count, args.seed + 1000 * seed_offset, args.bitrate)
         lines.append(f"- {name}: {count} clips, variants {', '.join(variants)}")
     (tmp / "README.md").write_text("\n".join(lines) + "\n")
-    shutil.rmtree(args.out, ignore_errors=True)
-    tmp.rename(args.out)
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

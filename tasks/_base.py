@@ -1,8 +1,11 @@
-"""The task contract: what each domain gives the generic trainer, CLI and pipeline.
+"""The task contract: what each domain gives the generic trainer, CLI, pipeline and export.
 
-A task is registered in :data:`polyhead.registry.TASKS` and ties together its
-config class, model class, processor, data, metrics and baselines. Everything
-generic (training, evaluation, the CLI) talks to a task only through this class.
+A task is registered in :data:`polyhead.registry.TASKS`. It names its model classes
+(one per objective: a backbone + that objective's adapter, see :mod:`polyhead.adapters`),
+its processor, and builds configs, data, metrics, baselines and the export spec.
+Everything generic (training, evaluation, export, the CLI) talks to a task only through
+this class; a task changes generic behaviour by overriding a method (RL trains PPO in its
+own loop: :meth:`Task.train`), never through a hook that exists for one task.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch.utils.data import Dataset
 
+from polyhead import workflows
 from polyhead.configuration import PolyheadConfig
 from polyhead.errors import ConfigError, did_you_mean
 from polyhead.export import ExportSpec
-from polyhead.modeling import PolyheadPreTrainedModel
+from polyhead.modeling import PolyheadModel
+from polyhead.training import evaluate, simple_inferer
 
-__all__ = ["Task", "TaskData", "Metrics"]
+__all__ = ["Task", "TaskData", "Metrics", "simple_inferer"]
 
 
 class Metrics(Protocol):
@@ -42,13 +47,19 @@ class Metrics(Protocol):
 
 @dataclass
 class TaskData:
-    """The splits a task trains and evaluates on, and how to batch them."""
+    """The splits a task trains and evaluates on, and how to batch them.
+
+    Attributes:
+        eval_batch_size: evaluation batch size the data forces (whole volumes of different
+            sizes: 1), or ``None`` to use the training arguments'.
+    """
 
     train: Dataset
     validation: Dataset
     test: Dataset
     collate_fn: Callable[[list[Any]], dict[str, torch.Tensor]] | None = None
     description: dict[str, Any] = field(default_factory=dict)
+    eval_batch_size: int | None = None
 
 
 class Task:
@@ -58,27 +69,45 @@ class Task:
         name: registry name (``"forecasting"``).
         pipeline_task: the pipeline name users pass to ``polyhead.pipeline``.
         domain: the field the task belongs to (``"time-series"``), a tag on its model cards.
-        config_class / model_class / processor_class: the task's HF classes.
+        models: the task's model classes, one per objective (each names its ``config_class``
+            and ``adapter_class``); the first is the default.
+        processor_class: the processor saved with every model of the task.
         default_config: the packaged recipe under ``polyhead/configs``.
         best_metric / greater_is_better: what selects the best checkpoint by default.
+        data_options: keys a config's ``data`` section may set (``source`` is what
+            ``polyhead evaluate --data`` replaces).
     """
 
     name: ClassVar[str]
     pipeline_task: ClassVar[str]
     domain: ClassVar[str] = ""
-    config_class: ClassVar[type[PolyheadConfig]]
-    model_class: ClassVar[type[PolyheadPreTrainedModel]]
+    models: ClassVar[tuple[type[PolyheadModel], ...]]
     processor_class: ClassVar[type]
     default_config: ClassVar[str]
     best_metric: ClassVar[str] = "loss"
     greater_is_better: ClassVar[bool] = False
-    #: keys a config's ``data`` section may set for this task
-    data_options: ClassVar[tuple[str, ...]] = ()
-    #: the data option ``polyhead evaluate --data`` replaces
-    data_source_option: ClassVar[str] = "source"
-    #: evaluation batch size forced by the data (whole volumes of different sizes: 1), or ``None``
-    eval_batch_size: ClassVar[int | None] = None
+    data_options: ClassVar[tuple[str, ...]] = ("source",)
 
+    # -- models ------------------------------------------------------------------------
+    @classmethod
+    def model_types(cls) -> list[str]:
+        """The ``config.json`` ``model_type`` of each of the task's models."""
+        return [model.config_class.model_type for model in cls.models]
+
+    @classmethod
+    def model_class_for(cls, config: PolyheadConfig | str) -> type[PolyheadModel]:
+        """The model class of a config (or of a ``model_type``)."""
+        model_type = config if isinstance(config, str) else config.model_type
+        for model in cls.models:
+            if model.config_class.model_type == model_type:
+                return model
+        raise ConfigError(f"The {cls.name} task has no model of type {model_type!r}; it has {cls.model_types()}.")
+
+    def build_model(self, config: PolyheadConfig, *, backbone: torch.nn.Module | None = None) -> PolyheadModel:
+        """A new model for ``config`` (on ``backbone`` when given: see :class:`~polyhead.modeling.PolyheadModel`)."""
+        return self.model_class_for(config)(config, backbone=backbone)
+
+    # -- building from a config file ----------------------------------------------------
     def check_data_section(self, data_section: Mapping[str, Any]) -> None:
         """Raise :class:`ConfigError` (with a did-you-mean) for a key not in :attr:`data_options`."""
         for key in data_section:
@@ -90,7 +119,7 @@ class Task:
 
     def build_config(self, model_section: Mapping[str, Any], data_section: Mapping[str, Any]) -> PolyheadConfig:
         """The model's config from the ``model`` section (the data may fill in fields)."""
-        return self.config_class.from_model_section(model_section)
+        return self.models[0].config_class.from_model_section(model_section)
 
     def build_processor(self, config: PolyheadConfig) -> Any:
         raise NotImplementedError
@@ -101,31 +130,42 @@ class Task:
     def build_metrics(self, config: PolyheadConfig) -> Metrics:
         raise NotImplementedError
 
-    def export_spec(self, config: PolyheadConfig) -> "ExportSpec":
+    def export_spec(self, config: PolyheadConfig) -> ExportSpec:
         """What ``polyhead export`` feeds the network and which axes are dynamic."""
         raise NotImplementedError
 
     @classmethod
-    def example_config(cls) -> PolyheadConfig:
-        """A tiny config of this task (tests parametrised over the task registry use it)."""
-        raise NotImplementedError
+    def example_configs(cls) -> list[PolyheadConfig]:
+        """Tiny configs of this task, one per model class (the registry-wide tests use them)."""
+        return [cls.example_config()]
 
-    def evaluation_model(self, model: Any) -> Any:
-        """The model ``polyhead evaluate`` runs: ``model`` itself, or a wrapper that runs it (sliding window)."""
-        return model
+    @classmethod
+    def example_config(cls) -> PolyheadConfig:
+        """The first of :meth:`example_configs`."""
+        return cls.example_configs()[0]
+
+    # -- running a model -----------------------------------------------------------------
+    def inferer(self, config: PolyheadConfig) -> Callable[[Any, Mapping[str, Any]], Any]:
+        """How evaluation and the pipeline run the network on a batch (MONAI's inferer, outside the network).
+
+        The default runs it as it is; segmentation stitches patches with a sliding window.
+        The same inferer serves a PyTorch model and an ONNX Runtime one.
+        """
+        return simple_inferer
 
     def baselines(self, data: TaskData, config: PolyheadConfig) -> dict[str, dict[str, float]]:
         """Metrics of simple reference methods on ``data.test``, by name."""
         return {}
 
-    def rollout_metrics(self, model: PolyheadPreTrainedModel, data: TaskData, config: PolyheadConfig) -> dict[str, float]:
-        """Test metrics measured by running the trained model (RL episode returns), merged into the test metrics."""
-        return {}
+    def test_metrics(self, model: Any, data: TaskData, config: PolyheadConfig, *, accelerator: Any, batch_size: int) -> dict[str, float]:
+        """The trained model's metrics on ``data.test`` (RL adds episode returns in its environment)."""
+        loader = workflows.eval_loader(data, "test", batch_size=batch_size, accelerator=accelerator)
+        return evaluate(model, loader, metrics=self.build_metrics(config), accelerator=accelerator, inferer=self.inferer(config))
 
-    def is_online(self, model_section: Mapping[str, Any]) -> bool:
-        """Whether this config trains online in the task's own loop (PPO) instead of the generic Trainer."""
-        return False
+    def train(self, cfg: Any, *, resume: bool = False, callbacks: tuple = (), init: Any = None) -> Any:
+        """Train the model ``cfg`` describes; returns a :class:`polyhead.workflows.RunResult`.
 
-    def train_online(self, cfg: Any, *, resume: bool = False) -> Any:
-        """Train in the task's own loop; returns a :class:`polyhead.workflows.RunResult`."""
-        raise NotImplementedError
+        The default is the supervised path on the generic Trainer
+        (:func:`polyhead.workflows.fit`); a task with its own algorithm overrides this.
+        """
+        return workflows.fit(self, cfg, resume=resume, callbacks=callbacks, init=init)

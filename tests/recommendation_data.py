@@ -31,7 +31,7 @@ def synthetic_interactions(num_users: int = 30, num_items: int = 40, seed: int =
 #: Overrides for a tiny next-item run on a synthetic CSV (``data.source`` set by the test).
 TINY_NEXT_ITEM = {
     "model.max_length": 8,
-    "model.backbone": {"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "causal": True, "position": "learned", "max_length": 8, "dropout": 0.0},
+    "model.backbone": {"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "position": "learned", "max_length": 8, "dropout": 0.0},
     "model.head": {"type": "next_item", "loss": "full"},
     "train.epochs": 3,
     "train.batch_size": 16,
@@ -54,7 +54,7 @@ TINY_CTR = {
         {"name": "genre", "kind": "categorical"},
         {"name": "age", "kind": "numeric"},
     ],
-    "model.backbone": {"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "causal": False, "position": "none", "dropout": 0.0},
+    "model.backbone": {"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "position": "none", "dropout": 0.0},
     "model.head": {"type": "ctr", "interaction": "hiformer", "num_heads": 2, "hidden_dims": [16], "dropout": 0.0},
     "train.epochs": 2,
     "train.batch_size": 32,

@@ -16,16 +16,29 @@ from polyhead.errors import ExportError, InputError, ModelLoadError
 from polyhead.export import INT8_NAME, ONNX_NAME, REPORT_NAME, OnnxModel, export_onnx
 from polyhead.pipelines import default_model_dir
 
-TASKS = registry.names(registry.TASKS)
+#: every model class of every task (one adapter each), through the task's tiny example configs
+MODELS = [
+    pytest.param((name, index), id=f"{name}-{config.model_type.removeprefix('polyhead-')}")
+    for name in registry.names(registry.TASKS)
+    for index, config in enumerate(registry.get(registry.TASKS, name).example_configs())
+]
 
 
-@pytest.fixture(scope="module", params=TASKS)
+def test_every_model_class_has_an_example_config():
+    for name in registry.names(registry.TASKS):
+        task = registry.get(registry.TASKS, name)
+        covered = {config.model_type for config in task.example_configs()}
+        assert covered == set(task.model_types()), f"{name}: no example config for {set(task.model_types()) - covered}"
+
+
+@pytest.fixture(scope="module", params=MODELS)
 def exported(request, tmp_path_factory):
-    """A tiny model of each task, saved and exported (module scope: export once per task)."""
-    task = registry.get(registry.TASKS, request.param)
+    """A tiny model of each model class of each task, saved and exported (module scope: export once each)."""
+    name, index = request.param
+    task = registry.get(registry.TASKS, name)
     torch.manual_seed(0)
-    model = task.model_class(task.example_config()).eval()
-    model_dir = tmp_path_factory.mktemp(request.param) / "model"
+    model = task().build_model(task.example_configs()[index]).eval()
+    model_dir = tmp_path_factory.mktemp(name) / "model"
     model.save_pretrained(model_dir)
     report = export_onnx(model_dir)
     return task, model, model_dir, report
@@ -45,7 +58,7 @@ def test_report_and_file(exported):
             assert diff["within_tolerance"] and diff["max_abs_diff"] < 1e-3
     assert {f"batch_{b}" for b in task().export_spec(model.config).latency_batches} == set(report["latency"])
     assert set(report["versions"]) >= {"polyhead", "torch", "onnxruntime"}
-    assert not list(model_dir.glob(".onnx-*")), "temporary export folder left behind"
+    assert not [p.name for p in model_dir.iterdir() if p.name.startswith(".polyhead-staging")], "temporary export folder left behind"
 
 
 def test_dynamic_axes_are_symbolic(exported):

@@ -111,12 +111,61 @@ def test_corrupted_latest_checkpoint_falls_back_with_a_warning(tmp_path, uninter
     (out / "checkpoints" / ".tmp-step-99999999").mkdir()  # a save that crashed half-way
     resumed = subprocess.run(_command(out, "--resume"), capture_output=True, text=True, env=ENV, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"step-{steps[-1]:08d} could not be loaded" in resumed.stderr
+    assert f"step-{steps[-1]:08d} cannot be used" in resumed.stderr
     _assert_same_run(out, uninterrupted)  # re-trained the last step from the previous checkpoint
 
 
+def _copy_run(uninterrupted: Path, out: Path) -> tuple[Path, list[int]]:
+    import shutil
+
+    shutil.copytree(uninterrupted, out)
+    steps = _steps(out)
+    return out / "checkpoints" / f"step-{steps[-1]:08d}", steps
+
+
+@pytest.mark.slow
+def test_missing_random_states_fall_back_instead_of_diverging(tmp_path, uninterrupted):
+    newest, steps = _copy_run(uninterrupted, tmp_path / "run")
+    (newest / "random_states_0.pkl").unlink()
+    resumed = subprocess.run(_command(tmp_path / "run", "--resume"), capture_output=True, text=True,
+                             env={**ENV, "PYTHONWARNINGS": "ignore"}, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # logged, so it shows with Python warnings turned off
+    assert f"step-{steps[-1]:08d} cannot be used (random_states_0.pkl missing" in resumed.stderr
+    _assert_same_run(tmp_path / "run", uninterrupted)
+
+
+@pytest.mark.slow
+def test_a_flipped_bit_inside_tensor_data_is_detected(tmp_path, uninterrupted):
+    newest, steps = _copy_run(uninterrupted, tmp_path / "run")
+    weights = newest / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0x01  # the last tensor's bytes: the file still parses, the values differ
+    weights.write_bytes(bytes(data))
+    load_file(weights)  # still a valid safetensors file: only the checksum catches it
+    resumed = subprocess.run(_command(tmp_path / "run", "--resume"), capture_output=True, text=True, env=ENV, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"step-{steps[-1]:08d} cannot be used (model.safetensors does not match the checksum" in resumed.stderr
+    _assert_same_run(tmp_path / "run", uninterrupted)
+
+
+@pytest.mark.slow
+def test_a_step_beyond_max_steps_says_nothing_is_left_to_train(tmp_path, uninterrupted):
+    newest, steps = _copy_run(uninterrupted, tmp_path / "run")
+    state_file = newest / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["trainer"]["global_step"] = 10_000
+    state_file.write_text(json.dumps(state))  # trainer_state.json itself carries the checksums, so it is not checked
+    resumed = subprocess.run(_command(tmp_path / "run", "--resume"), capture_output=True, text=True, env=ENV, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "at step 10000, at or beyond this run's last step" in resumed.stderr and "nothing is left to train" in resumed.stderr
+
+
 def test_resume_with_only_corrupted_checkpoints_is_an_error(tmp_path):
+    from polyhead.model_dir import mark_folder
+
     out = tmp_path / "run"
+    mark_folder(out, "run")  # a run folder polyhead wrote
     broken = out / "checkpoints" / "step-00000003"
     broken.mkdir(parents=True)
     (broken / "trainer_state.json").write_text("{not json")

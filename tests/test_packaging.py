@@ -16,16 +16,22 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
-        check=True, capture_output=True, timeout=300,
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", "-w", str(out), str(ROOT)],
+        check=True, capture_output=True, text=True, timeout=300,
     )
     (found,) = out.glob("polyhead-*.whl")
-    return found
+    return found, built.stdout + built.stderr
+
+
+def test_the_build_is_quiet(wheel):
+    """Every data folder is declared: setuptools prints no "Package would be ignored" block on install."""
+    _, log = wheel
+    assert "would be ignored" not in log, log[log.find("would be ignored") - 300:][:1200]
 
 
 def test_wheel_contents(wheel):
-    names = set(zipfile.ZipFile(wheel).namelist())
+    names = set(zipfile.ZipFile(wheel[0]).namelist())
     for expected in (
         "polyhead/__init__.py",
         "polyhead/backbones/transformer.py",
@@ -37,6 +43,7 @@ def test_wheel_contents(wheel):
         "polyhead/assets/co2_weekly.csv",
         "polyhead/defaults/forecasting/model.safetensors",
         "polyhead/defaults/forecasting/preprocessor_config.json",
+        "polyhead/defaults/forecasting/.polyhead.json",
         "polyhead/model_cards/base.md",
         "polyhead/model_cards/forecasting.md",
     ):
@@ -48,7 +55,7 @@ def test_wheel_contents(wheel):
 def test_installed_wheel_runs_the_default_pipeline(wheel, tmp_path):
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel[0])],
         check=True, capture_output=True, timeout=300,
     )
     code = (

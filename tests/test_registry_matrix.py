@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -87,3 +89,74 @@ def test_duplicate_registration_fails_loudly():
         @registry.register_backbone("transformer")
         class Another(Backbone):  # noqa: F841
             pass
+
+
+# ----------------------------------------------------------------------------- backbone x task adapter
+
+
+def _example_models():
+    """(task name, index of its example config, model type): every model class (= adapter) of every task."""
+    return [
+        (name, index, config.model_type)
+        for name in registry.names(registry.TASKS)
+        for index, config in enumerate(registry.get(registry.TASKS, name).example_configs())
+    ]
+
+
+def _on_backbone(config, backbone_name: str):
+    """``config`` with its backbone replaced by ``backbone_name``'s example config (input layout kept)."""
+    cls = registry.get(registry.BACKBONES, backbone_name)
+    options = dict(cls.example_config())
+    if cls.kind == "pyramid":  # the task fixes the input layout: 2-D RGB images, 3-D volumes of its channels
+        options.update({k: config.backbone[k] for k in ("spatial_dims", "in_channels") if k in config.backbone})
+    elif "max_length" in inspect.signature(cls).parameters:
+        options["max_length"] = 512  # long enough for every task's tokens
+    copy = type(config).from_dict(config.to_dict())
+    copy.backbone = {"type": backbone_name, **options}
+    return copy
+
+
+ADAPTER_PAIRS = [
+    pytest.param(task, index, backbone, id=f"{model_type.removeprefix('polyhead-')}-{backbone}")
+    for task, index, model_type in _example_models()
+    for backbone in BACKBONES
+]
+
+
+@pytest.mark.parametrize(("task_name", "index", "backbone_name"), ADAPTER_PAIRS)
+def test_every_adapter_on_every_backbone_it_accepts(task_name, index, backbone_name):
+    """Each adapter builds on the backbones it accepts (and says why it refuses the others), runs, and trains the backbone."""
+    task = registry.get(registry.TASKS, task_name)()
+    config = _on_backbone(task.example_configs()[index], backbone_name)
+    model_class = task.model_class_for(config)
+    spec = registry.describe_backbone(config.backbone)
+    try:
+        model_class.adapter_class.check_backbone(config, spec)
+    except ConfigError as err:
+        assert backbone_name in str(err) and ("needs a" in str(err) or "attends causally" in str(err))
+        with pytest.raises(ConfigError):
+            task.build_model(config)
+        return
+    torch.manual_seed(0)
+    model = task.build_model(config)
+    assert model.backbone.spec == spec  # what the adapter was built for is what it runs on
+    inputs = task.export_spec(config).make_inputs({"batch": 2})
+    outputs = model(**inputs)
+    tensors = [v for v in outputs.to_tuple() if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    sum(t.float().sum() for t in tensors).backward()
+    grads = [p.grad for p in model.backbone.parameters() if p.requires_grad]
+    assert grads and any(g is not None and g.abs().sum() > 0 for g in grads), "no gradient reached the backbone"
+
+
+def test_backbone_spec_is_known_without_building_it():
+    for name in BACKBONES:
+        cls = registry.get(registry.BACKBONES, name)
+        built = registry.build(registry.BACKBONES, {"type": name, **cls.example_config()})
+        assert registry.describe_backbone({"type": name, **cls.example_config()}) == built.spec
+        assert registry.build(registry.BACKBONES, built.config).spec == built.spec  # .config rebuilds it
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1, 0, True, "8"])
+def test_sizes_must_be_finite_positive_numbers(value):
+    with pytest.raises(ConfigError, match="must be a positive"):
+        registry.build(registry.BACKBONES, {"type": "transformer", "mlp_ratio": value})

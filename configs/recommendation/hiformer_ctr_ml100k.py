@@ -6,6 +6,7 @@ _base_ = ["../_base_/default_runtime.py", "../_base_/datasets/ml100k.py"]
 
 model = dict(
     task="recommendation",
+    objective="ctr",  # PolyheadForCTR: the adapter reads the field tokens bidirectionally
     fields=[
         dict(name="user_id", kind="categorical"),
         dict(name="item_id", kind="categorical"),
@@ -15,7 +16,7 @@ model = dict(
         dict(name="age", kind="numeric"),
     ],
     rating_threshold=4.0,
-    backbone=dict(type="transformer", dim=32, depth=1, num_heads=2, mlp_ratio=2.0, dropout=0.1, causal=False, position="none"),
+    backbone=dict(type="transformer", dim=32, depth=1, num_heads=2, mlp_ratio=2.0, dropout=0.1, position="none"),
     head=dict(type="ctr", interaction="hiformer", num_heads=2, pooling="flatten", hidden_dims=[64], dropout=0.1),
 )
 

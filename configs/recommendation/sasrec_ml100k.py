@@ -5,8 +5,9 @@ _base_ = ["../_base_/default_runtime.py", "../_base_/datasets/ml100k.py"]
 
 model = dict(
     task="recommendation",
+    objective="next_item",  # PolyheadForNextItem: the adapter attends causally (per call), every position predicts the next item
     max_length=50,
-    backbone=dict(type="transformer", dim=64, depth=2, num_heads=2, mlp_ratio=2.0, dropout=0.2, causal=True, position="learned", max_length=50),
+    backbone=dict(type="transformer", dim=64, depth=2, num_heads=2, mlp_ratio=2.0, dropout=0.2, position="learned", max_length=50),
     head=dict(type="next_item", loss="full"),
 )
 

@@ -9,12 +9,12 @@ _base_ = ["../_base_/default_runtime.py"]
 
 model = dict(
     task="rl",
-    algorithm="decision_transformer",
+    algorithm="decision_transformer",  # DecisionTransformerConfig -> PolyheadForDecisionTransformer
     context_length=10,
     max_timestep=512,
     return_scale=500.0,
     target_return=500.0,
-    backbone=dict(type="transformer", dim=64, depth=2, num_heads=4, mlp_ratio=4.0, dropout=0.0, causal=True,
+    backbone=dict(type="transformer", dim=64, depth=2, num_heads=4, mlp_ratio=4.0, dropout=0.0,
                   position="none", max_length=30),
     head=dict(type="dt_action", dropout=0.0),
 )

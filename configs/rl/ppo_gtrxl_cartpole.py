@@ -3,10 +3,10 @@
 # Online: `polyhead train` runs polyhead.tasks.rl.ppo (the `train` section is PPOArguments).
 model = dict(
     task="rl",
-    algorithm="ppo",
+    algorithm="ppo",  # PPOConfig -> PolyheadForPPO (model_type polyhead-ppo)
     env_id="CartPole-v1",
     context_length=4,
-    backbone=dict(type="transformer", dim=32, depth=2, num_heads=2, mlp_ratio=2.0, dropout=0.0, causal=True,
+    backbone=dict(type="transformer", dim=32, depth=2, num_heads=2, mlp_ratio=2.0, dropout=0.0,
                   position="learned", max_length=4, residual="gru", gate_bias=2.0),
     head=dict(type="actor_critic", hidden_dim=64, clip_coef=0.2, value_coef=0.5, entropy_coef=0.01),
 )

@@ -19,9 +19,9 @@ from polyhead.registry import register_task
 
 from .._base import Task, TaskData
 from .configuration import ASRConfig
-from .data import EMBEDDED_SPEECH, ASRClips, collate_speech, embedded_speech_dir, load_speech_splits, split_speech
+from .data import ASRClips, collate_speech, embedded_speech_dir, load_speech_splits, split_speech
 from .metrics import ASRMetrics, ids_to_text
-from .modeling import ASROutput, PolyheadForCTC, subsampled_lengths
+from .modeling import ASROutput, CTCAdapter, PolyheadForCTC
 from .processing import ASRFeatureExtractor, build_tokenizer, build_vocab, load_audio, normalize_text, to_mono_float
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "ASRMetrics",
     "ASROutput",
     "ASRTask",
+    "CTCAdapter",
     "PolyheadForCTC",
     "build_processor",
     "build_tokenizer",
@@ -57,8 +58,7 @@ class ASRTask(Task):
     name = "asr"
     pipeline_task = "automatic-speech-recognition"
     domain = "audio"
-    config_class = ASRConfig
-    model_class = PolyheadForCTC
+    models = (PolyheadForCTC,)
     processor_class = Wav2Vec2Processor
     default_config = "asr/conformer_ctc_small.py"
     best_metric = "wer"
@@ -148,9 +148,9 @@ class ASRTask(Task):
         )
 
     @classmethod
-    def example_config(cls) -> ASRConfig:
-        return ASRConfig(
+    def example_configs(cls) -> list[ASRConfig]:
+        return [ASRConfig(
             vocab=["<pad>", "<unk>", "|", "a", "b", "c"], n_mels=16,
             backbone={"type": "conformer", "dim": 16, "depth": 1, "num_heads": 2, "ffn_dim": 32, "kernel_size": 3},
             head={"type": "ctc"},
-        )
+        )]

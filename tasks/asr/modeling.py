@@ -1,4 +1,4 @@
-"""``PolyheadForCTC``: log-mel features -> SpecAugment -> 4x conv subsampling -> backbone -> CTC head.
+"""``PolyheadForCTC``: a sequence backbone + :class:`CTCAdapter` (log-mels -> SpecAugment -> 4x conv subsampling -> CTC head).
 
 The log-mels come from :class:`~polyhead.tasks.asr.processing.ASRFeatureExtractor`
 (outside the network and the ONNX graph); SpecAugment (torchaudio's
@@ -10,6 +10,7 @@ encodes them and the CTC head maps each token to vocabulary logits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -18,15 +19,16 @@ from torch import nn
 from torchaudio.transforms import FrequencyMasking, TimeMasking
 from transformers.utils import ModelOutput
 
+from polyhead.adapters import Embedded, TaskAdapter
+from polyhead.backbones import BackboneSpec
 from polyhead.errors import ConfigError, InputError
-from polyhead.heads.ctc import CTCHead
-from polyhead.modeling import PolyheadPreTrainedModel
-from polyhead.registry import BACKBONES, HEADS, build, get
+from polyhead.heads.ctc import CTCHead, ctc_loss
+from polyhead.modeling import PolyheadModel
 from polyhead.validation import check_probability
 
 from .configuration import ASRConfig
 
-__all__ = ["ASROutput", "PolyheadForCTC", "subsampled_lengths"]
+__all__ = ["ASROutput", "CTCAdapter", "PolyheadForCTC", "subsampled_lengths"]
 
 
 def subsampled_lengths(lengths: torch.Tensor) -> torch.Tensor:
@@ -67,8 +69,89 @@ class _ASRSubsampling(nn.Module):
         return self.dropout(self.projection(x.transpose(1, 2)))
 
 
-class PolyheadForCTC(PolyheadPreTrainedModel):
-    """Speech recognition with a CTC head, usable by transformers' ASR pipeline.
+class CTCAdapter(TaskAdapter):
+    """Speech recognition on a sequence backbone: log-mel frames in, per-token vocabulary logits out.
+
+    SpecAugment masks the features while training; two stride-2 convolutions turn the
+    ``T`` frames into ``ceil(T / 4)`` tokens of the backbone's width; the backbone reads
+    them bidirectionally with the padded tokens masked; the ``ctc`` head maps each token to
+    vocabulary logits. The CTC loss (Graves et al., ICML 2006) counts only each row's valid
+    tokens (``output_lengths``); SpecAugment is Park et al., Interspeech 2019.
+
+    Example:
+        >>> adapter = CTCAdapter(config, describe_backbone(config.backbone))  # what PolyheadForCTC builds
+        >>> adapter.embed(input_features=torch.randn(2, 101, 64)).x.shape   # (B, ceil(T / 4), D)
+        torch.Size([2, 26, 96])
+    """
+
+    accepted_kinds = frozenset({"sequence"})
+    output_class = ASROutput
+    head_base = CTCHead
+
+    def __init__(self, config: ASRConfig, backbone: BackboneSpec) -> None:
+        super().__init__(config, backbone)
+        if config.vocab_size <= 3:
+            raise ConfigError("ASRConfig.vocab is empty: it is built from the training transcripts (polyhead train) "
+                              "or must list the special tokens and the characters.")
+        check_probability("stem_dropout", config.stem_dropout)
+        self.config = config
+        self.freq_masks = nn.ModuleList(FrequencyMasking(config.freq_mask_param, iid_masks=True) for _ in range(config.num_freq_masks))
+        self.time_masks = nn.ModuleList(TimeMasking(config.time_mask_param, iid_masks=True) for _ in range(config.num_time_masks))
+        self.stem = _ASRSubsampling(n_mels=config.n_mels, dim=backbone.dim, dropout=config.stem_dropout)
+        self.head = self.build_head(config, backbone, vocab_size=config.vocab_size, blank_id=0)
+
+    def spec_augment(self, features: torch.Tensor) -> torch.Tensor:
+        """SpecAugment's frequency then time masks on ``features: (B, T, n_mels)``."""
+        spec = features.transpose(1, 2).unsqueeze(1)  # (B, 1, n_mels, T): torchaudio's (..., freq, time)
+        for mask in self.freq_masks:
+            spec = mask(spec)
+        for mask in self.time_masks:
+            spec = mask(spec)
+        return spec.squeeze(1).transpose(1, 2)
+
+    def embed(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None) -> Embedded:
+        n_mels = self.config.n_mels
+        if input_features.dim() != 3 or input_features.shape[-1] != n_mels:
+            raise InputError(
+                f"input_features must have shape (batch, frames, {n_mels}) (log-mels from the "
+                f"feature extractor), got {tuple(input_features.shape)}."
+            )
+        if not input_features.is_floating_point():
+            raise InputError(f"input_features must be a floating-point tensor, got {input_features.dtype}.")
+        if attention_mask is None:
+            attention_mask = torch.ones(input_features.shape[:2], dtype=torch.long, device=input_features.device)
+        elif attention_mask.shape != input_features.shape[:2]:
+            raise InputError(f"attention_mask must have shape {tuple(input_features.shape[:2])}, got {tuple(attention_mask.shape)}.")
+        lengths = attention_mask.long().sum(dim=-1)
+        features = input_features * attention_mask[..., None].to(input_features.dtype)
+        if self.training and self.config.spec_augment:
+            features = self.spec_augment(features)
+        tokens = self.stem(features, lengths)
+        output_lengths = subsampled_lengths(lengths)
+        padding_mask = torch.arange(tokens.shape[1], device=tokens.device)[None, :] >= output_lengths[:, None]
+        return Embedded(x=tokens, padding_mask=padding_mask, is_causal=False, context={"output_lengths": output_lengths})
+
+    def predict(self, features: Sequence[torch.Tensor], embedded: Embedded) -> dict[str, torch.Tensor]:
+        return {"logits": self.head(features)}  # (B, T', V)
+
+    def loss(self, predictions: dict[str, torch.Tensor], embedded: Embedded, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        head = self.head
+        loss = ctc_loss(
+            predictions["logits"], labels, embedded.context["output_lengths"],
+            blank=head.blank_id, reduction=head.reduction, zero_infinity=head.zero_infinity,
+        )
+        return {"loss": loss}
+
+    def output(self, predictions: dict[str, torch.Tensor], embedded: Embedded, losses: dict[str, torch.Tensor] | None) -> ASROutput:
+        return ASROutput(
+            loss=None if losses is None else losses["loss"],
+            logits=predictions["logits"],
+            output_lengths=embedded.context["output_lengths"],
+        )
+
+
+class PolyheadForCTC(PolyheadModel):
+    """Speech recognition with a CTC head (a sequence backbone + :class:`CTCAdapter`), usable by transformers' ASR pipeline.
 
     Example:
         >>> config = ASRConfig(vocab=["<pad>", "<unk>", "|", "a", "b"])
@@ -79,36 +162,9 @@ class PolyheadForCTC(PolyheadPreTrainedModel):
     """
 
     config_class = ASRConfig
+    adapter_class = CTCAdapter
     main_input_name = "input_features"
     input_modalities = "audio"
-
-    def __init__(self, config: ASRConfig) -> None:
-        super().__init__(config)
-        if config.vocab_size <= 3:
-            raise ConfigError("ASRConfig.vocab is empty: it is built from the training transcripts (polyhead train) "
-                              "or must list the special tokens and the characters.")
-        head_cls = get(HEADS, config.head.get("type"))
-        if not issubclass(head_cls, CTCHead):
-            raise ConfigError(f"Speech recognition needs the 'ctc' head, got {config.head['type']!r}.")
-        check_probability("stem_dropout", config.stem_dropout)
-        self.backbone = build(BACKBONES, config.backbone)
-        if self.backbone.kind != "sequence":
-            raise ConfigError(
-                f"Speech recognition needs a sequence backbone; {config.backbone['type']!r} is a {self.backbone.kind} backbone."
-            )
-        self.freq_masks = nn.ModuleList(FrequencyMasking(config.freq_mask_param, iid_masks=True) for _ in range(config.num_freq_masks))
-        self.time_masks = nn.ModuleList(TimeMasking(config.time_mask_param, iid_masks=True) for _ in range(config.num_time_masks))
-        self.stem = _ASRSubsampling(n_mels=config.n_mels, dim=self.backbone.dim, dropout=config.stem_dropout)
-        self.head = build(HEADS, config.head, feature_info=self.backbone.feature_info, vocab_size=config.vocab_size, blank_id=0)
-        self.post_init()
-
-    def _spec_augment(self, features: torch.Tensor) -> torch.Tensor:
-        spec = features.transpose(1, 2).unsqueeze(1)  # (B, 1, n_mels, T): torchaudio's (..., freq, time)
-        for mask in self.freq_masks:
-            spec = mask(spec)
-        for mask in self.time_masks:
-            spec = mask(spec)
-        return spec.squeeze(1).transpose(1, 2)
 
     def forward(
         self,
@@ -125,26 +181,4 @@ class PolyheadForCTC(PolyheadPreTrainedModel):
             labels: ``(B, L)`` token ids padded with ``-100``; when given, ``loss`` is computed.
             return_dict: accepted for transformers compatibility; the output is always an :class:`ASROutput`.
         """
-        if input_features.dim() != 3 or input_features.shape[-1] != self.config.n_mels:
-            raise InputError(
-                f"input_features must have shape (batch, frames, {self.config.n_mels}) (log-mels from the "
-                f"feature extractor), got {tuple(input_features.shape)}."
-            )
-        if not input_features.is_floating_point():
-            raise InputError(f"input_features must be a floating-point tensor, got {input_features.dtype}.")
-        if attention_mask is None:
-            attention_mask = torch.ones(input_features.shape[:2], dtype=torch.long, device=input_features.device)
-        elif attention_mask.shape != input_features.shape[:2]:
-            raise InputError(f"attention_mask must have shape {tuple(input_features.shape[:2])}, got {tuple(attention_mask.shape)}.")
-        lengths = attention_mask.long().sum(dim=-1)
-        features = input_features * attention_mask[..., None].to(input_features.dtype)
-        if self.training and self.config.spec_augment:
-            features = self._spec_augment(features)
-        tokens = self.stem(features, lengths)
-        output_lengths = subsampled_lengths(lengths)
-        padding_mask = torch.arange(tokens.shape[1], device=tokens.device)[None, :] >= output_lengths[:, None]
-        logits = self.head(self.backbone(tokens, padding_mask).feature_maps)
-        loss = None
-        if labels is not None:
-            loss = self.head.loss(logits, labels, output_lengths)["loss"]
-        return ASROutput(loss=loss, logits=logits, output_lengths=output_lengths)
+        return self.run({"input_features": input_features, "attention_mask": attention_mask}, {"labels": labels})

@@ -4,6 +4,8 @@
   no ``ffmpeg`` binary), down-mixes to mono and resamples.
 * :func:`to_mono_float` turns what users hold (int16 / float64 arrays, stereo
   ``(channels, samples)`` or ``(samples, channels)``) into mono float32 in ``[-1, 1]``.
+* :func:`resample_audio` resamples long audio block by block, so the memory it needs
+  beyond its output is a few blocks, whatever the clip's length.
 * :class:`ASRFeatureExtractor` (a transformers ``SequenceFeatureExtractor``) computes
   log-mel features with torchaudio, normalised per utterance and mel band. It runs
   outside the network (and outside the ONNX graph), as transformers' own ASR
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -30,10 +33,20 @@ from polyhead.processing import SavesSettingsOnly
 
 from .configuration import SPECIAL_TOKENS
 
-__all__ = ["ASRFeatureExtractor", "build_tokenizer", "build_vocab", "load_audio", "normalize_text", "to_mono_float"]
+__all__ = [
+    "ASRFeatureExtractor", "MAX_AMPLITUDE", "build_tokenizer", "build_vocab", "load_audio", "normalize_text", "resample_audio", "to_mono_float",
+]
 
 _LOG_FLOOR = 1e-6
 _INT_SCALES = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0, np.dtype(np.int8): 128.0}
+#: largest float sample accepted: float audio is nominally in [-1, 1]; integer PCM stored as floats (up to int32's
+#: full scale) is accepted too (log-mel features normalised per utterance do not depend on the scale). Beyond it the
+#: power spectrum overflows float32 and the clip would silently transcribe to "".
+MAX_AMPLITUDE = 2.0**31
+#: torchaudio's sinc resampling (lowpass_filter_width, rolloff): each output sample reads `width` input samples each side
+_SINC_WIDTH, _SINC_ROLLOFF = 6, 0.99
+#: torchaudio's kernel holds new x (orig + 2 width) floats (rates divided by their gcd): above this, scipy's polyphase filter
+_MAX_SINC_KERNEL = 2**22
 
 
 def load_audio(source: str | os.PathLike | bytes, sampling_rate: int) -> np.ndarray:
@@ -66,19 +79,26 @@ def to_mono_float(audio: Any) -> np.ndarray:
 
     Accepts 1-D arrays, and 2-D ``(channels, samples)`` or ``(samples, channels)``
     arrays with up to 8 channels (averaged); integer PCM (int8/16/32) is scaled to
-    ``[-1, 1]``, floats are cast to float32.
+    ``[-1, 1]``, floats are cast to float32 (a float32 clip is returned as is, not copied).
+
+    Raises:
+        InputError: another dtype or shape, no samples, NaN / infinite samples, or float
+            samples beyond :data:`MAX_AMPLITUDE` (``2**31``).
     """
     if isinstance(audio, torch.Tensor):
         audio = audio.detach().cpu().numpy()
     if isinstance(audio, (list, tuple)):
-        audio = np.asarray(audio, dtype=np.float32)
+        try:
+            audio = np.asarray(audio, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError("Audio given as a list must hold numbers (samples), not a ragged or non-numeric list.") from None
     if not isinstance(audio, np.ndarray):
         raise InputError(f"Expected audio as a numpy array, torch tensor, file path or bytes, got {type(audio).__name__}.")
     if audio.dtype in _INT_SCALES:
-        audio = audio.astype(np.float32) / _INT_SCALES[audio.dtype]
-    elif audio.dtype.kind == "f":
+        scale = _INT_SCALES[audio.dtype]
         audio = audio.astype(np.float32)
-    else:
+        audio /= scale  # in place: one copy of the clip, not two
+    elif audio.dtype.kind != "f":
         raise InputError(f"Audio samples must be float or int8/int16/int32 PCM, got dtype {audio.dtype}.")
     if audio.ndim == 2:
         channel_axis = 0 if audio.shape[0] <= audio.shape[1] else 1
@@ -86,14 +106,70 @@ def to_mono_float(audio: Any) -> np.ndarray:
             raise InputError(
                 f"A 2-D clip must be (channels, samples) or (samples, channels) with at most 8 channels, got shape {audio.shape}."
             )
-        audio = audio.mean(axis=channel_axis)
+        audio = audio.mean(axis=channel_axis, dtype=np.float64 if audio.dtype == np.float64 else np.float32)
     if audio.ndim != 1:
         raise InputError(f"A clip must be 1-D (samples,) or 2-D (channels, samples), got shape {audio.shape}.")
     if audio.size == 0:
         raise InputError("Got an empty audio clip (0 samples).")
-    if not np.isfinite(audio).all():
+    low, high = float(audio.min()), float(audio.max())  # NaN propagates; no temporary the size of the clip
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise InputError("The audio contains NaN or infinite samples.")
-    return audio
+    peak = max(-low, high)
+    if peak > MAX_AMPLITUDE:
+        raise InputError(
+            f"The audio samples reach {peak:.3g}; float audio is expected in [-1, 1] (integer PCM stored as floats, "
+            "up to 2**31, is accepted too). Divide by the recording's full-scale value first."
+        )
+    return audio.astype(np.float32, copy=False)
+
+
+def peak_amplitude(audio: np.ndarray) -> float:
+    """``max(|audio|)`` without a temporary array the size of the clip."""
+    return max(-float(audio.min()), float(audio.max()))
+
+
+def resample_audio(audio: np.ndarray, orig_freq: int, new_freq: int, *, block_samples: int = 2**20) -> np.ndarray:
+    """Resample mono float32 audio from ``orig_freq`` to ``new_freq`` Hz, block by block.
+
+    Uses torchaudio's windowed-sinc filter (what transformers' ASR pipeline uses) or, for
+    rate pairs whose exact sinc kernel would be huge (coprime rates such as 16001 -> 16000),
+    scipy's polyphase filter. Each block of ``block_samples`` input samples is resampled with
+    the filter's reach of neighbours on each side, so the result matches resampling the whole
+    clip at once (to float rounding), while the memory needed beyond the output is a few
+    blocks, whatever the clip's length. Returns ``audio`` itself when the rates are equal.
+    """
+    if orig_freq == new_freq:
+        return audio
+    gcd = math.gcd(int(orig_freq), int(new_freq))
+    orig, new = int(orig_freq) // gcd, int(new_freq) // gcd
+    width = math.ceil(_SINC_WIDTH * orig / (min(orig, new) * _SINC_ROLLOFF))
+    if new * (orig + 2 * width) <= _MAX_SINC_KERNEL:
+        reach = width + orig
+
+        def run(piece: np.ndarray) -> np.ndarray:
+            return torchaudio.functional.resample(torch.from_numpy(piece), orig, new).numpy()
+    else:
+        from scipy.signal import firwin, resample_poly
+
+        half = 10 * max(orig, new)  # scipy's own default filter, designed once for all blocks
+        taps = firwin(2 * half + 1, 1.0 / max(orig, new), window=("kaiser", 5.0))
+        reach = -(-half // new) + orig + 1
+
+        def run(piece: np.ndarray) -> np.ndarray:
+            return resample_poly(piece, new, orig, window=taps)
+
+    context = -(-reach // orig) * orig  # block starts stay multiples of orig: output phases line up
+    step = max(orig, block_samples // orig * orig)
+    length = len(audio)
+    total = -(-length * new // orig)  # ceil(length * new / orig), as both resamplers give
+    out = np.empty(total, dtype=np.float32)
+    for start in range(0, length, step):
+        low, high = max(0, start - context), min(length, start + step + context)
+        piece = run(np.array(audio[low:high], dtype=np.float32))  # a block-sized copy torch may own
+        first, stop = start // orig * new, min(total, (start + step) // orig * new)
+        skip = (start - low) // orig * new
+        out[first:stop] = piece[skip : skip + stop - first]
+    return out
 
 
 def normalize_text(text: str, *, lowercase: bool = True) -> str:
@@ -173,8 +249,11 @@ class ASRFeatureExtractor(SavesSettingsOnly, SequenceFeatureExtractor):
         shortest = self.n_fft // 2 + 1  # the centred STFT reflects n_fft // 2 samples at each end
         if len(audio) < shortest:  # very short clips: zero-pad, keep samples // hop + 1 frames
             audio = np.pad(audio, (0, shortest - len(audio)))
+        audio = np.ascontiguousarray(audio)
+        if not audio.flags.writeable:  # a read-only caller's array (not copied by to_mono_float): torch wants its own
+            audio = audio.copy()
         with torch.no_grad():
-            mel = self._mel(torch.from_numpy(np.ascontiguousarray(audio)))[:, :frames]  # (n_mels, T)
+            mel = self._mel(torch.from_numpy(audio))[:, :frames]  # (n_mels, T)
         features = torch.log(mel + _LOG_FLOOR).T
         features = (features - features.mean(dim=0)) / (features.std(dim=0, unbiased=False) + 1e-5)
         return features.numpy().astype(np.float32)

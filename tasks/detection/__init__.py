@@ -10,16 +10,17 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, A
 
 from polyhead.errors import ConfigError, DataError
 from polyhead.export import ExportSpec
-from polyhead.registry import register_task
+from polyhead.registry import BACKBONES, get, register_task
 
 from .._base import Task, TaskData
 from .configuration import DetectionConfig
 from .data import EMBEDDED_SETS, DetectionCollator, DetectionDataset, coco_to_dataset, load_detection_source
 from .metrics import DetectionMetrics
-from .modeling import DetectionOutput, PolyheadForObjectDetection
+from .modeling import DetectionAdapter, DetectionOutput, PolyheadForObjectDetection, input_size_divisor
 from .processing import DetectionImageProcessor, to_rgb_tensor
 
 __all__ = [
+    "DetectionAdapter",
     "DetectionConfig",
     "DetectionImageProcessor",
     "DetectionMetrics",
@@ -37,17 +38,13 @@ AutoModelForObjectDetection.register(DetectionConfig, PolyheadForObjectDetection
 AutoImageProcessor.register(DetectionConfig, image_processor_classes={"pil": DetectionImageProcessor, "torchvision": DetectionImageProcessor})
 AutoFeatureExtractor.register(DetectionConfig, DetectionImageProcessor)
 
+#: the input layout every detection backbone has: RGB images
+_IMAGE_LAYOUT = {"spatial_dims": 2, "in_channels": 3}
+
 
 def _processor_for(config: DetectionConfig) -> DetectionImageProcessor:
     """The processor of a model built from ``config`` (its padding multiple comes from the network's strides)."""
-    return DetectionImageProcessor.from_config(config, size_divisor=_size_divisor(config))
-
-
-def _size_divisor(config: DetectionConfig) -> int:
-    from polyhead.registry import BACKBONES, build
-
-    backbone_stride = max(f["reduction"] for f in build(BACKBONES, config.backbone).feature_info)
-    return backbone_stride * (2 if config.head.get("extra_level") else 1)
+    return DetectionImageProcessor.from_config(config, size_divisor=input_size_divisor(config))
 
 
 @register_task("detection")
@@ -57,8 +54,7 @@ class DetectionTask(Task):
     name = "detection"
     pipeline_task = "object-detection"
     domain = "vision"
-    config_class = DetectionConfig
-    model_class = PolyheadForObjectDetection
+    models = (PolyheadForObjectDetection,)
     processor_class = DetectionImageProcessor
     default_config = "detection/convnext_tiny_fcos.py"
     best_metric = "map"
@@ -80,7 +76,12 @@ class DetectionTask(Task):
         )
 
     def build_config(self, model_section: Mapping[str, Any], data_section: Mapping[str, Any]) -> DetectionConfig:
+        """Class names come from the data unless the model section sets ``id2label``; a pyramid backbone that
+        omits ``spatial_dims`` / ``in_channels`` gets RGB images' (2, 3): Swin's own defaults are volumes'."""
         section = dict(model_section)
+        backbone = dict(section.get("backbone") or {})
+        if backbone and get(BACKBONES, backbone.get("type")).kind == "pyramid":
+            section["backbone"] = {**_IMAGE_LAYOUT, **backbone}
         if "id2label" not in section:
             names = self._source(data_section).class_names
             section["id2label"] = {i: n for i, n in enumerate(names)}
@@ -118,7 +119,7 @@ class DetectionTask(Task):
 
     def export_spec(self, config: DetectionConfig) -> ExportSpec:
         """Dynamic batch, height and width (multiples of the coarsest stride)."""
-        divisor = _size_divisor(config)
+        divisor = input_size_divisor(config)
 
         def make_inputs(sizes: Mapping[str, int]) -> dict[str, torch.Tensor]:
             height = sizes.get("height", 2 * divisor)
@@ -142,10 +143,10 @@ class DetectionTask(Task):
         )
 
     @classmethod
-    def example_config(cls) -> DetectionConfig:
-        return DetectionConfig(
+    def example_configs(cls) -> list[DetectionConfig]:
+        return [DetectionConfig(
             id2label={0: "face", 1: "bag", 2: "shoe"},
             image_size=64,
             backbone={"type": "convnext", "spatial_dims": 2, "in_channels": 3, "depths": [1, 1, 1, 1], "dims": [8, 16, 16, 32]},
             head={"type": "fcos", "fpn_channels": 32, "num_convs": 1, "min_reduction": 8},
-        )
+        )]

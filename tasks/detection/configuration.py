@@ -23,7 +23,8 @@ class DetectionConfig(PolyheadConfig):
     """Configuration of :class:`PolyheadForObjectDetection`.
 
     Attributes:
-        backbone: pyramid backbone with ``spatial_dims=2`` (``{"type": "convnext", ...}`` or ``"swin"``).
+        backbone: pyramid backbone with ``spatial_dims=2`` and ``in_channels=3`` (``{"type": "convnext", ...}`` or
+            ``"swin"``); a config file that omits them gets them from the task, and the model refuses any other layout.
         head: detection head (``{"type": "fcos", "num_convs": 2, ...}``); ``num_classes`` comes from ``id2label``.
         id2label / label2id: class names (transformers' own fields); ``num_labels`` classes, no background class.
         image_size: the image processor resizes the longer side to this many pixels.

@@ -1,8 +1,8 @@
-"""``PolyheadForObjectDetection``: pyramid backbone -> FPN + FCOS head.
+"""``PolyheadForObjectDetection``: a 2-D pyramid backbone + :class:`DetectionAdapter` (FPN + FCOS head).
 
-The network is tensors in, tensors out (``logits``, ``box_regression``,
-``centerness``, ``anchors`` per location); decoding, thresholds and NMS are the image
-processor's ``post_process_object_detection``, shared by the PyTorch and ONNX backends.
+The network is tensors in, tensors out (``logits``, ``box_regression``, ``centerness``,
+``anchors`` per location); decoding, thresholds and NMS are the image processor's
+``post_process_object_detection``, shared by the pipeline, the metrics and the ONNX backend.
 """
 
 from __future__ import annotations
@@ -14,14 +14,16 @@ from typing import Any
 import torch
 from transformers.utils import ModelOutput
 
+from polyhead.adapters import Embedded, TaskAdapter
+from polyhead.backbones import BackboneSpec
 from polyhead.errors import ConfigError, InputError
 from polyhead.heads.detection import FCOSDetectionHead
-from polyhead.modeling import PolyheadPreTrainedModel
-from polyhead.registry import BACKBONES, HEADS, build, get
+from polyhead.modeling import PolyheadModel
+from polyhead.registry import HEADS, describe_backbone, get
 
 from .configuration import DetectionConfig
 
-__all__ = ["DetectionOutput", "PolyheadForObjectDetection", "labels_from_padded"]
+__all__ = ["DetectionAdapter", "DetectionOutput", "PolyheadForObjectDetection", "input_size_divisor", "labels_from_padded"]
 
 
 @dataclass
@@ -50,36 +52,50 @@ def labels_from_padded(labels: torch.Tensor) -> list[dict[str, torch.Tensor]]:
     return [{"class_labels": row[row[:, 0] >= 0, 0].long(), "boxes": row[row[:, 0] >= 0, 1:]} for row in labels]
 
 
-class PolyheadForObjectDetection(PolyheadPreTrainedModel):
-    """Anchor-free object detector (FCOS) on a shared pyramid backbone.
+def input_size_divisor(config: DetectionConfig) -> int:
+    """Image sizes must be multiples of this: the coarsest stride of backbone and head, known from the config alone."""
+    spec = describe_backbone(config.backbone)
+    coarsest = max(f["reduction"] for f in spec.feature_info)
+    return max(spec.size_divisor, coarsest * (2 if config.head.get("extra_level") else 1))
 
-    Example:
-        >>> config = DetectionConfig(id2label={0: "face", 1: "bag"})
-        >>> model = PolyheadForObjectDetection(config)
-        >>> out = model(pixel_values=torch.randn(2, 3, 256, 256))
-        >>> out.logits.shape  # (2, 32*32 + 16*16 + 8*8, 2)
-        torch.Size([2, 1344, 2])
+
+class DetectionAdapter(TaskAdapter):
+    """Anchor-free detection (FCOS: Tian et al., ICCV 2019) on a 2-D pyramid backbone with RGB input.
+
+    The head (:class:`~polyhead.heads.detection.FCOSDetectionHead`) is an FPN over the backbone
+    maps with stride >= ``head.min_reduction`` and torchvision's FCOS towers; its loss is
+    torchvision's (focal + GIoU + centerness, centre sampling). Needs a pyramid backbone with
+    ``spatial_dims=2`` and ``in_channels=3``.
     """
 
-    config_class = DetectionConfig
-    main_input_name = "pixel_values"
-    input_modalities = "image"
+    accepted_kinds = frozenset({"pyramid"})
+    output_class = DetectionOutput
+    label_names = ("labels",)
+    head_base = FCOSDetectionHead
 
-    def __init__(self, config: DetectionConfig) -> None:
-        super().__init__(config)
-        head_cls = get(HEADS, config.head.get("type"))
-        if not issubclass(head_cls, FCOSDetectionHead):
+    def __init__(self, config: DetectionConfig, backbone: BackboneSpec) -> None:
+        super().__init__(config, backbone)
+        if not issubclass(get(HEADS, config.head.get("type")), FCOSDetectionHead):
             raise ConfigError(f"Object detection needs a detection head such as 'fcos', got {config.head['type']!r}.")
-        self.backbone = build(BACKBONES, config.backbone)
-        if self.backbone.kind != "pyramid":
-            raise ConfigError(f"Object detection needs a pyramid backbone; {config.backbone['type']!r} is a {self.backbone.kind} backbone.")
-        self.head = build(HEADS, config.head, feature_info=self.backbone.feature_info, num_classes=config.num_labels)
-        self.post_init()
+        self.num_labels = int(config.num_labels)
+        self.head = self.build_head(config, backbone, num_classes=config.num_labels)
 
-    @property
-    def size_divisor(self) -> int:
-        """Input sizes must be multiples of this (the coarsest stride of backbone and head)."""
-        return max(self.backbone.size_divisor, self.head.size_divisor)
+    @classmethod
+    def check_backbone(cls, config: DetectionConfig, backbone: BackboneSpec) -> None:
+        super().check_backbone(config, backbone)
+        if backbone.spatial_dims != 2 or backbone.in_channels != 3:
+            raise ConfigError(
+                f"{cls.__name__} needs a 2-D pyramid backbone with 3 input channels (RGB images: spatial_dims=2, in_channels=3); "
+                f"the {config.backbone.get('type', '?')!r} backbone has spatial_dims={backbone.spatial_dims}, in_channels={backbone.in_channels}."
+            )
+
+    def embed(self, pixel_values: torch.Tensor) -> Embedded:
+        if pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
+            raise InputError(f"pixel_values must be (batch, 3, height, width), got {tuple(pixel_values.shape)}.")
+        return Embedded(x=pixel_values)
+
+    def predict(self, features: Sequence[torch.Tensor], embedded: Embedded) -> dict[str, torch.Tensor]:
+        return self.head(features)  # cls_logits, bbox_regression, bbox_ctrness, anchors
 
     def _targets(self, labels: Any, batch: int) -> list[dict[str, torch.Tensor]]:
         if isinstance(labels, torch.Tensor):
@@ -94,12 +110,48 @@ class PolyheadForObjectDetection(PolyheadPreTrainedModel):
                 raise InputError(f"labels[{i}] must be a dict with 'boxes' (M, 4) xyxy and 'class_labels' (M,).")
             classes = torch.as_tensor(target.get("class_labels", target.get("labels"))).long()
             boxes = torch.as_tensor(target["boxes"], dtype=torch.float32).reshape(-1, 4)
-            if classes.numel() and (int(classes.min()) < 0 or int(classes.max()) >= self.config.num_labels):
-                raise InputError(f"labels[{i}] has class ids outside [0, {self.config.num_labels}).")
+            if classes.numel() and (int(classes.min()) < 0 or int(classes.max()) >= self.num_labels):
+                raise InputError(f"labels[{i}] has class ids outside [0, {self.num_labels}).")
             if boxes.shape[0] != classes.numel():
                 raise InputError(f"labels[{i}] has {boxes.shape[0]} boxes but {classes.numel()} class labels.")
             targets.append({"boxes": boxes, "labels": classes})
         return targets
+
+    def loss(self, predictions: dict[str, torch.Tensor], embedded: Embedded, labels: Any) -> dict[str, torch.Tensor]:
+        """FCOS loss: ``{"loss", "classification", "bbox_regression", "bbox_ctrness"}``."""
+        return self.head.loss(predictions, self._targets(labels, embedded.x.shape[0]))
+
+    def output(self, predictions: dict[str, torch.Tensor], embedded: Embedded, losses: dict[str, torch.Tensor] | None) -> DetectionOutput:
+        return DetectionOutput(
+            loss=None if losses is None else losses["loss"],
+            logits=predictions["cls_logits"],
+            box_regression=predictions["bbox_regression"],
+            centerness=predictions["bbox_ctrness"],
+            anchors=predictions["anchors"],
+            loss_dict=None if losses is None else {k: v.detach() for k, v in losses.items() if k != "loss"},
+        )
+
+
+class PolyheadForObjectDetection(PolyheadModel):
+    """Anchor-free object detector (FCOS) on a shared pyramid backbone.
+
+    Example:
+        >>> config = DetectionConfig(id2label={0: "face", 1: "bag"})
+        >>> model = PolyheadForObjectDetection(config)
+        >>> out = model(pixel_values=torch.randn(2, 3, 256, 256))
+        >>> out.logits.shape  # (2, 32*32 + 16*16 + 8*8, 2)
+        torch.Size([2, 1344, 2])
+    """
+
+    config_class = DetectionConfig
+    adapter_class = DetectionAdapter
+    main_input_name = "pixel_values"
+    input_modalities = "image"
+
+    @property
+    def size_divisor(self) -> int:
+        """Input sizes must be multiples of this (the coarsest stride of backbone and head)."""
+        return max(self.backbone.size_divisor, self.adapter.head.size_divisor)
 
     def forward(
         self,
@@ -120,19 +172,4 @@ class PolyheadForObjectDetection(PolyheadPreTrainedModel):
             image_sizes: ``(B, 2)`` un-padded ``(h, w)`` of each image (given by the collator; used by the metrics).
             return_dict: accepted for transformers compatibility; the output is always a :class:`DetectionOutput`.
         """
-        if pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
-            raise InputError(f"pixel_values must be (batch, 3, height, width), got {tuple(pixel_values.shape)}.")
-        outputs = self.head(self.backbone(pixel_values).feature_maps)
-        loss = loss_dict = None
-        if labels is not None:
-            parts = self.head.loss(outputs, self._targets(labels, pixel_values.shape[0]))
-            loss = parts.pop("loss")
-            loss_dict = {k: v.detach() for k, v in parts.items()}
-        return DetectionOutput(
-            loss=loss,
-            logits=outputs["cls_logits"],
-            box_regression=outputs["bbox_regression"],
-            centerness=outputs["bbox_ctrness"],
-            anchors=outputs["anchors"],
-            loss_dict=loss_dict,
-        )
+        return self.run({"pixel_values": pixel_values}, {"labels": labels})

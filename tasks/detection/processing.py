@@ -29,13 +29,31 @@ __all__ = ["DetectionImageProcessor", "to_rgb_tensor", "MAX_PIXELS"]
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
 
+#: PIL modes of 16-bit grayscale images (16-bit PNG / TIFF); "I" (32-bit integer) is what PIL converts them to
+_DEEP_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
 def to_rgb_tensor(image: Any) -> torch.Tensor:
     """One image as a ``(3, H, W)`` uint8 tensor.
 
     Accepts a PIL image (any mode: grayscale and palette are expanded, RGBA is composited
-    on white), a numpy array ``(H, W)``, ``(H, W, 1|3|4)`` (uint8, or floats in ``[0, 1]``),
-    or a torch tensor ``(C, H, W)``.
+    on white, 16-bit grayscale (``"I;16"``, and ``"I"`` holding 16-bit values) is scaled
+    from ``[0, 65535]`` to ``[0, 255]``, ``"F"`` is read like a float array), a numpy array
+    ``(H, W)``, ``(H, W, 1|3|4)`` (integers in ``[0, 255]``, or floats in ``[0, 1]``), or a
+    torch tensor ``(C, H, W)`` with the same value ranges.
+
+    Raises:
+        InputError: the shape, dtype or value range is none of these (values are never clipped).
     """
+    if isinstance(image, Image.Image) and image.mode in _DEEP_MODES:
+        deep = np.asarray(image)
+        if deep.size and (deep.min() < 0 or deep.max() > 65535):
+            raise InputError(
+                f"A 16-bit ({image.mode!r}) image must hold values in [0, 65535], got [{deep.min()}, {deep.max()}]."
+            )
+        image = np.round(deep.astype(np.float64) / 257.0).astype(np.uint8)  # 65535 -> 255, exactly
+    elif isinstance(image, Image.Image) and image.mode == "F":
+        image = np.asarray(image)
     if isinstance(image, Image.Image):
         if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
             rgba = image.convert("RGBA")
@@ -63,12 +81,20 @@ def to_rgb_tensor(image: Any) -> torch.Tensor:
     if array.dtype.kind == "f":
         if not np.isfinite(array).all():
             raise InputError("The image contains NaN or infinite values.")
-        array = (np.clip(array, 0.0, 1.0) * 255).round().astype(np.uint8)
+        if array.min() < 0.0 or array.max() > 1.0:
+            raise InputError(
+                f"Float images must hold values in [0, 1], got [{array.min():.4g}, {array.max():.4g}]; "
+                "rescale them (e.g. divide 0..255 values by 255) or pass uint8."
+            )
+        array = (array.astype(np.float64) * 255).round().astype(np.uint8)
     elif array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
     elif array.dtype.kind in "iu":
         if array.min() < 0 or array.max() > 255:
-            raise InputError(f"Integer images must hold values in [0, 255], got [{array.min()}, {array.max()}].")
+            raise InputError(
+                f"Integer images must hold 8-bit values in [0, 255], got [{array.min()}, {array.max()}]; "
+                "scale 16-bit data to 8 bits first (e.g. round(x / 257)), or pass the 16-bit PIL image."
+            )
         array = array.astype(np.uint8)
     else:
         raise InputError(f"Image values must be numbers, got dtype {array.dtype}.")

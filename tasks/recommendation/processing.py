@@ -11,20 +11,24 @@ CTR: ``{field: value}`` rows -> ``features (B, F)``, one column per field in sch
 order (a categorical id, a bucket id, or a standardised number). Every schema field must be present (extra keys are ignored); a
 categorical value never seen in training is an error (or, with
 ``on_unknown="skip"``, the reserved unseen id 0); a numeric field needs a finite
-real number, a categorical one a string or an integer.
+real number, a categorical one a string or an integer. One encoder,
+:meth:`RecommendationProcessor.encode_columns`, turns both the training table's columns and
+the pipeline's rows into features, so a row is encoded the same way in training and serving.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from transformers import BatchFeature, FeatureExtractionMixin
 
 from polyhead.errors import InputError
 from polyhead.processing import SavesSettingsOnly
+
+from .configuration import CTRConfig, RecommendationConfig, categorical_fields
 
 __all__ = ["RecommendationProcessor"]
 
@@ -39,6 +43,24 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
+def _as_array(values: Any) -> np.ndarray:
+    """A column as a 1-D array: a table's column as it is typed, Python values as objects (each checked)."""
+    if isinstance(values, (pd.Series, pd.Index)):
+        return values.to_numpy()
+    if isinstance(values, np.ndarray) and values.ndim == 1:
+        return values
+    values = list(values)
+    array = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):  # element by element: a value that is itself a list stays one (bad) value
+        array[i] = value
+    return array
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (for error messages)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 class RecommendationProcessor(SavesSettingsOnly, FeatureExtractionMixin):
     """Map raw item ids / feature rows to indices and back.
 
@@ -48,7 +70,7 @@ class RecommendationProcessor(SavesSettingsOnly, FeatureExtractionMixin):
         item_vocab: raw item ids (strings) in index order; the padding index is ``len(item_vocab)``.
         item_titles: display names aligned with ``item_vocab`` (optional).
         item_id_type: ``"int"`` or ``"str"``: the type item ids are returned as.
-        fields: the CTR field schema of :class:`RecommendationConfig`.
+        fields: the CTR field schema of :class:`~polyhead.tasks.recommendation.CTRConfig`.
     """
 
     model_input_names = ["input_ids", "features"]
@@ -74,15 +96,16 @@ class RecommendationProcessor(SavesSettingsOnly, FeatureExtractionMixin):
         self._field_index: dict[str, dict[str, int]] | None = None
 
     @classmethod
-    def from_config(cls, config: Any) -> "RecommendationProcessor":
-        """Build from a :class:`RecommendationConfig`, so the two always agree."""
+    def from_config(cls, config: RecommendationConfig) -> "RecommendationProcessor":
+        """Build from a :class:`NextItemConfig` or a :class:`CTRConfig`, so the two always agree."""
+        if isinstance(config, CTRConfig):
+            return cls(objective=config.objective, fields=config.fields)
         return cls(
             objective=config.objective,
             max_length=config.max_length,
             item_vocab=config.item_vocab,
             item_titles=config.item_titles,
             item_id_type=config.item_id_type,
-            fields=config.fields,
         )
 
     # -- items -------------------------------------------------------------------------
@@ -142,7 +165,7 @@ class RecommendationProcessor(SavesSettingsOnly, FeatureExtractionMixin):
     # -- CTR rows ----------------------------------------------------------------------
     @property
     def categorical_fields(self) -> list[dict]:
-        return [f for f in self.fields if f["kind"] in ("categorical", "bucketized")]
+        return categorical_fields(self.fields)
 
     @property
     def numeric_fields(self) -> list[dict]:
@@ -155,44 +178,87 @@ class RecommendationProcessor(SavesSettingsOnly, FeatureExtractionMixin):
             }
         return self._field_index[name]
 
-    def encode_row(self, row: Any, *, on_unknown: str = "error") -> list[float]:
-        """Validate one CTR row and return one value per field in schema order.
+    def encode_columns(self, columns: Mapping[str, Any] | pd.DataFrame, *, on_unknown: str = "error") -> np.ndarray:
+        """The CTR feature encoder: columns of raw values -> ``features (N, F)`` float32, one column per field in schema order.
 
-        Categorical fields give their id (0 = unseen), bucketized fields their bucket,
-        numeric fields their standardised value.
+        Training data (the table's columns) and serving (:meth:`encode_rows`, the pipeline) both
+        encode through here, so a row gets the same features in both. Categorical fields give
+        their id (0 = unseen, ``str(value)`` looked up in the field's vocabulary), bucketized
+        fields their bucket, numeric fields their standardised value.
+
+        Args:
+            columns: a ``DataFrame`` or ``{field name: values}`` holding every schema field
+                (other columns are ignored).
+            on_unknown: ``"error"`` for a categorical value never seen in training, or
+                ``"skip"`` to give it the unseen id 0.
+
+        Raises:
+            InputError: a missing field, a categorical value that is not a string or an integer
+                (or, with ``on_unknown="error"``, never seen), a numeric or bucketized value that
+                is not a finite real number.
         """
         if on_unknown not in _UNKNOWN:
             raise InputError(f"on_unknown must be one of {_UNKNOWN}, got {on_unknown!r}.")
-        if not isinstance(row, Mapping):
-            raise InputError(f"A CTR input is a dict {{field: value}}, got {type(row).__name__}.")
         names = [f["name"] for f in self.fields]
-        missing = [n for n in names if n not in row]
+        missing = [n for n in names if n not in columns]
         if missing:
-            raise InputError(f"The row lacks field(s) {missing}; this model reads {names}.")
-        values: list[float] = []
-        for field in self.fields:
-            name, value = field["name"], row[field["name"]]
-            if field["kind"] in ("numeric", "bucketized"):
-                if not _is_real(value) or not math.isfinite(float(value)):
-                    raise InputError(f"Field {name!r} is {field['kind']}: expected a finite number, got {value!r} ({type(value).__name__}).")
-                if field["kind"] == "numeric":
-                    values.append((float(value) - float(field.get("mean", 0.0))) / float(field.get("std", 1.0) or 1.0))
-                else:
-                    values.append(float(np.searchsorted(field["boundaries"], float(value), side="right")))
-                continue
-            if not (_is_int(value) or isinstance(value, str)):
+            raise InputError(f"The data lacks field(s) {missing}; this model reads {names}.")
+        encoded = [self._encode_field(field, _as_array(columns[field["name"]]), on_unknown) for field in self.fields]
+        return np.stack(encoded, axis=1).astype(np.float32) if encoded else np.zeros((0, 0), dtype=np.float32)
+
+    def _encode_field(self, field: dict, values: np.ndarray, on_unknown: str) -> np.ndarray:
+        """One field's column -> float64 values (ids, buckets or standardised numbers)."""
+        name, kind = field["name"], field["kind"]
+        if kind in ("numeric", "bucketized"):
+            if values.dtype.kind == "O":  # Python values: each must be a real number
+                bad = next((i for i, v in enumerate(values) if not _is_real(v)), None)
+            else:  # a typed column: numbers, or strings, booleans, dates (each as wrong as the first)
+                bad = None if values.dtype.kind in "iuf" or not len(values) else 0
+            numbers = values.astype(np.float64) if bad is None else None
+            if numbers is not None and not np.isfinite(numbers).all():
+                bad = int(np.argmin(np.isfinite(numbers)))
+            if bad is not None:
+                value = _plain(values[bad])
+                raise InputError(f"Field {name!r} is {kind}: expected a finite number, got {value!r} ({type(value).__name__}).")
+            if kind == "numeric":
+                return (numbers - float(field.get("mean", 0.0))) / float(field.get("std", 1.0) or 1.0)
+            return np.searchsorted(field["boundaries"], numbers, side="right").astype(np.float64)
+        if values.dtype.kind in "iuU":  # a typed column of integers or strings
+            keys = values.astype(str)
+        else:
+            if values.dtype.kind == "O":  # Python values: each must be a string or an integer
+                bad = next((i for i, v in enumerate(values) if not (_is_int(v) or isinstance(v, str))), None)
+            else:  # a typed column of floats, booleans, bytes or dates
+                bad = 0 if len(values) else None
+            if bad is not None:
+                value = _plain(values[bad])
                 raise InputError(f"Field {name!r} is categorical: expected a string or an integer, got {value!r} ({type(value).__name__}).")
-            index = self._vocab(name).get(str(value))
-            if index is None:
-                if on_unknown == "error":
-                    known = list(self._vocab(name))[:8]
-                    raise InputError(
-                        f"Field {name!r} has the value {value!r}, never seen in training (e.g. {known}). "
-                        "Pass on_unknown='skip' to use the unseen-value embedding."
-                    )
-                index = 0
-            values.append(float(index))
-        return values
+            keys = np.array([str(v) for v in values], dtype=object)
+        ids = pd.Series(keys, dtype=object).map(self._vocab(name))
+        unknown = ids.isna().to_numpy()
+        if unknown.any() and on_unknown == "error":
+            value = _plain(values[int(np.argmax(unknown))])
+            known = list(self._vocab(name))[:8]
+            raise InputError(
+                f"Field {name!r} has the value {value!r}, never seen in training (e.g. {known}). "
+                "Pass on_unknown='skip' to use the unseen-value embedding."
+            )
+        return ids.fillna(0).to_numpy(dtype=np.float64)
+
+    def encode_rows(self, rows: Sequence[Any], *, on_unknown: str = "error") -> np.ndarray:
+        """CTR rows ``[{field: value}, ...]`` -> ``features (N, F)`` float32 (through :meth:`encode_columns`)."""
+        names = [f["name"] for f in self.fields]
+        for row in rows:
+            if not isinstance(row, Mapping):
+                raise InputError(f"A CTR input is a dict {{field: value}}, got {type(row).__name__}.")
+            missing = [n for n in names if n not in row]
+            if missing:
+                raise InputError(f"The row lacks field(s) {missing}; this model reads {names}.")
+        return self.encode_columns({name: [row[name] for row in rows] for name in names}, on_unknown=on_unknown)
+
+    def encode_row(self, row: Any, *, on_unknown: str = "error") -> list[float]:
+        """Validate one CTR row and return one value per field in schema order (see :meth:`encode_columns`)."""
+        return [float(v) for v in self.encode_rows([row], on_unknown=on_unknown)[0]]
 
     # -- batches -----------------------------------------------------------------------
     def __call__(self, inputs: Any, *, on_unknown: str = "error", return_tensors: str | None = "pt") -> BatchFeature:
@@ -203,5 +269,4 @@ class RecommendationProcessor(SavesSettingsOnly, FeatureExtractionMixin):
         if self.objective == "next_item":
             ids = [self.pad(self.encode_history(x, on_unknown=on_unknown)) for x in batch]
             return BatchFeature({"input_ids": np.asarray(ids, dtype=np.int64)}, tensor_type=return_tensors)
-        rows = [self.encode_row(x, on_unknown=on_unknown) for x in batch]
-        return BatchFeature({"features": np.asarray(rows, dtype=np.float32)}, tensor_type=return_tensors)
+        return BatchFeature({"features": self.encode_rows(batch, on_unknown=on_unknown)}, tensor_type=return_tensors)

@@ -1,7 +1,13 @@
-"""Reinforcement learning: PPO-GTrXL (online) and the Decision Transformer (offline) on the shared backbone."""
+"""Reinforcement learning: PPO-GTrXL (online) and the Decision Transformer (offline) on the shared backbone.
+
+Two model classes, one per algorithm (:class:`PolyheadForPPO`, :class:`PolyheadForDecisionTransformer`);
+a config file's ``model.algorithm`` picks one. PPO trains in its own loop (:mod:`polyhead.tasks.rl.ppo`),
+the Decision Transformer with the generic Trainer; both are evaluated in their environment.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,32 +18,54 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
 from polyhead.errors import ConfigError, DataError
 from polyhead.export import ExportSpec
+from polyhead.loading import Initialisation, initialise_from, load_model, load_processor
+from polyhead.model_dir import BEST_DIR
 from polyhead.registry import register_task
 from polyhead.validation import look_up_option
+from polyhead.workflows import RunResult, config_section, model_section, training_section
 
 from .._base import Task, TaskData
-from .configuration import RLConfig, space_description
+from .configuration import ALGORITHMS, DecisionTransformerConfig, PPOConfig, RLConfig, space_description
 from .data import TrajectoryWindows, load_trajectories, split_episodes
-from .modeling import DecisionMakingOutput, PolyheadForDecisionMaking
+from .modeling import (
+    DecisionTransformerAdapter,
+    DecisionTransformerOutput,
+    PolyheadForDecisionTransformer,
+    PolyheadForPPO,
+    PPOAdapter,
+    PPOOutput,
+)
 from .processing import RLFeatureExtractor, make_env
 from .rollout import BEHAVIOUR_POLICIES, AgentPolicy, RandomPolicy, ScriptedPolicy, collect_trajectories, run_episodes
 
 __all__ = [
     "AgentPolicy",
-    "DecisionMakingOutput",
-    "PolyheadForDecisionMaking",
+    "DecisionTransformerAdapter",
+    "DecisionTransformerConfig",
+    "DecisionTransformerOutput",
+    "PolyheadForDecisionTransformer",
+    "PolyheadForPPO",
+    "PPOAdapter",
+    "PPOConfig",
+    "PPOOutput",
     "RLConfig",
     "RLFeatureExtractor",
     "RLMetrics",
     "RLTask",
     "collect",
+    "config_class_for",
     "collect_trajectories",
     "evaluate_agent",
 ]
 
-AutoConfig.register(RLConfig.model_type, RLConfig)
-AutoModel.register(RLConfig, PolyheadForDecisionMaking)
-AutoFeatureExtractor.register(RLConfig, RLFeatureExtractor)
+AutoConfig.register(PPOConfig.model_type, PPOConfig)
+AutoModel.register(PPOConfig, PolyheadForPPO)
+AutoFeatureExtractor.register(PPOConfig, RLFeatureExtractor)
+AutoConfig.register(DecisionTransformerConfig.model_type, DecisionTransformerConfig)
+# transformers refuses a config class that has the *name* of one of its own (its DecisionTransformerConfig);
+# registered models are looked up by the class itself, so this one maps to polyhead's model, and theirs to theirs
+AutoModel.register(DecisionTransformerConfig, PolyheadForDecisionTransformer, exist_ok=True)
+AutoFeatureExtractor.register(DecisionTransformerConfig, RLFeatureExtractor)
 
 _DATA_KEYS = ("source", "val_fraction", "test_fraction", "stride", "eval_episodes", "seed")
 
@@ -78,6 +106,11 @@ def _collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
 
 
+def config_class_for(algorithm: str) -> type[RLConfig]:
+    """The config class a config file's ``model.algorithm`` names (``"ppo"``, ``"decision_transformer"``)."""
+    return look_up_option(algorithm, ALGORITHMS, "RL algorithm")
+
+
 @register_task("rl")
 class RLTask(Task):
     """Act in Gymnasium environments: PPO-GTrXL online, or a Decision Transformer on collected trajectories."""
@@ -85,8 +118,7 @@ class RLTask(Task):
     name = "rl"
     pipeline_task = "reinforcement-learning"
     domain = "reinforcement-learning"
-    config_class = RLConfig
-    model_class = PolyheadForDecisionMaking
+    models = (PolyheadForPPO, PolyheadForDecisionTransformer)
     processor_class = RLFeatureExtractor
     default_config = "rl/ppo_gtrxl_cartpole.py"
     best_metric = "loss"
@@ -96,11 +128,15 @@ class RLTask(Task):
 
     # -- config -----------------------------------------------------------------------
     def build_config(self, model_section: Mapping[str, Any], data_section: Mapping[str, Any]) -> RLConfig:
-        """Fill the spaces from the environment (PPO) or the trajectories (DT), and the DT's data statistics."""
+        """The config ``model.algorithm`` names (default ``"ppo"``), its spaces filled from the environment
+        (PPO) or the trajectories (DT), with the DT's data statistics."""
         self.check_data_section(data_section)
         section = dict(model_section)
-        algorithm = section.get("algorithm", "ppo")
-        if algorithm == "decision_transformer":
+        config_class = config_class_for(section.pop("algorithm", "ppo"))
+        backbone = section.get("backbone")
+        if isinstance(backbone, Mapping) and "causal" in backbone:  # polyhead 0.1 configs: the adapters attend causally, per call
+            section["backbone"] = {k: v for k, v in backbone.items() if k != "causal"}
+        if config_class is DecisionTransformerConfig:
             if "source" not in data_section:
                 raise ConfigError("A Decision Transformer config needs data.source: trajectory dataset folder(s) from `polyhead collect`.")
             episodes, meta = load_trajectories(data_section["source"])
@@ -124,7 +160,7 @@ class RLTask(Task):
             section.setdefault("observation_space", space_description(env.observation_space))
             section.setdefault("action_space", space_description(env.action_space))
             env.close()
-        return RLConfig.from_model_section(section)
+        return config_class.from_model_section(section)
 
     def build_processor(self, config: RLConfig) -> RLFeatureExtractor:
         return RLFeatureExtractor.from_config(config)
@@ -132,7 +168,7 @@ class RLTask(Task):
     # -- offline data (Decision Transformer) --------------------------------------------------
     def build_data(self, data_section: Mapping[str, Any], config: RLConfig) -> TaskData:
         self.check_data_section(data_section)
-        if config.algorithm != "decision_transformer":
+        if not isinstance(config, DecisionTransformerConfig):
             raise ConfigError("A PPO agent has no dataset (it collects its own experience): evaluate it in its environment "
                               "with polyhead.evaluate_agent(...) or `polyhead evaluate MODEL_DIR --env ID`.")
         episodes, meta = load_trajectories(data_section["source"])
@@ -168,48 +204,56 @@ class RLTask(Task):
         return {"behaviour_policy": {"mean_return": data.description["behaviour_mean_return"]},
                 "random_policy": {"mean_return": random_["mean_return"], "std_return": random_["std_return"]}}
 
-    def rollout_metrics(self, model: PolyheadForDecisionMaking, data: TaskData, config: RLConfig) -> dict[str, float]:
-        """The trained agent's return over ``data.eval_episodes`` episodes (reset seeds 0, 1, ...)."""
+    def test_metrics(self, model: Any, data: TaskData, config: RLConfig, *, accelerator: Any, batch_size: int) -> dict[str, float]:
+        """The offline metrics on ``data.test``, and the agent's return in its environment over
+        ``data.eval_episodes`` episodes (reset seeds 0, 1, ...; deterministic actions)."""
+        metrics = super().test_metrics(model, data, config, accelerator=accelerator, batch_size=batch_size)
         if not config.env_id:
-            return {}
+            return metrics
+        agent = accelerator.unwrap_model(model).eval()
         processor = RLFeatureExtractor.from_config(config)
-        result = run_episodes(config.env_id, lambda env: AgentPolicy(model.eval(), processor), check_env=processor.check_env,
+        result = run_episodes(config.env_id, lambda env: AgentPolicy(agent, processor), check_env=processor.check_env,
                               episodes=int(data.description.get("eval_episodes", 20)), seed=0)
-        return {k: result[k] for k in ("mean_return", "std_return", "min_return", "max_return")}
+        return {**metrics, **{k: result[k] for k in ("mean_return", "std_return", "min_return", "max_return")}}
 
-    # -- online training (PPO) -----------------------------------------------------------------
-    def is_online(self, model_section: Mapping[str, Any]) -> bool:
-        return model_section.get("algorithm", "ppo") == "ppo"
+    # -- training: PPO online, in its own loop; the Decision Transformer with the generic Trainer ---
+    def train(self, cfg: Any, *, resume: bool = False, callbacks: tuple = (), init: Initialisation | None = None) -> RunResult:
+        """Train the agent ``cfg`` describes; a PPO config runs :func:`~polyhead.tasks.rl.ppo.train_ppo`.
 
-    def train_online(self, cfg: Any, *, resume: bool = False) -> Any:
-        """PPO in :mod:`polyhead.tasks.rl.ppo`; writes ``<output_dir>/best`` like the generic path."""
-        from polyhead.workflows import RunResult, _section
-
+        PPO writes ``<output_dir>/best`` like the generic path (model, processor, ``metrics.json``
+        with ``init``: what ``init`` loaded, ``training_config.json``, the model card).
+        """
+        model_options = model_section(cfg)
+        if config_class_for(model_options.get("algorithm", "ppo")) is not PPOConfig:
+            return super().train(cfg, resume=resume, callbacks=callbacks, init=init)
         from .ppo import PPOArguments, train_ppo
 
         if resume:
             raise ConfigError("PPO runs do not resume from checkpoints; start the run again (it is seeded).")
-        args = PPOArguments.from_section(_section(cfg, "train"))  # bad options fail before any environment starts
-        model_section = {k: v for k, v in _section(cfg, "model").items() if k != "task"}
-        config = self.build_config(model_section, _section(cfg, "data"))
+        if callbacks:
+            raise ConfigError("PPO runs take no callbacks: they are called by the generic Trainer, which PPO does not use.")
+        args = PPOArguments.from_section(training_section(cfg))  # bad options fail before any environment starts
+        config = self.build_config(model_options, config_section(cfg, "data"))
         torch.manual_seed(args.seed)
-        model = PolyheadForDecisionMaking(config)
-        metrics = train_ppo(model, RLFeatureExtractor.from_config(config), args, env_id=config.env_id, cfg=cfg)
-        return RunResult(best_dir=Path(args.output_dir) / "best", metrics=metrics)
+        model = self.build_model(config)
+        init_report = initialise_from(model, init) if init is not None else None
+        metrics = train_ppo(model, self.build_processor(config), args, env_id=config.env_id, cfg=cfg, init=init_report)
+        return RunResult(best_dir=Path(args.output_dir) / BEST_DIR, metrics=metrics)
 
     # -- export --------------------------------------------------------------------------------
     def export_spec(self, config: RLConfig) -> ExportSpec:
-        """Dynamic batch; the window is ``context_length`` steps (left-padded by the rollout)."""
-        k, dt = config.context_length, config.algorithm == "decision_transformer"
-        inputs = ["observations", "attention_mask"] + (["actions", "returns_to_go", "timesteps"] if dt else [])
-        outputs = ["action_preds"] + ([] if dt else ["values"])
+        """The config's inputs (:attr:`RLConfig.input_names`) with a dynamic batch; the window is
+        ``context_length`` steps (left-padded by the rollout); the outputs are the model's output fields but ``loss``."""
+        output_class = self.model_class_for(config).adapter_class.output_class
+        outputs = [f.name for f in dataclasses.fields(output_class) if f.name != "loss"]
+        k = config.context_length
 
         def make_inputs(sizes: Mapping[str, int]) -> dict[str, torch.Tensor]:
             b = sizes["batch"]
             mask = torch.ones(b, k, dtype=torch.long)
             mask[0, : k // 2] = 0  # one left-padded window, as at an episode's start
             made = {"observations": torch.randn(b, k, config.observation_dim), "attention_mask": mask}
-            if dt:
+            if isinstance(config, DecisionTransformerConfig):
                 if config.discrete:
                     made["actions"] = torch.randint(0, config.action_dim, (b, k))
                 else:
@@ -219,17 +263,24 @@ class RLTask(Task):
                 made["timesteps"] = torch.arange(k).expand(b, k).clone()
             return made
 
-        return ExportSpec(input_names=inputs, output_names=outputs, output_class=DecisionMakingOutput, make_inputs=make_inputs,
-                          dynamic_axes={name: {0: "batch"} for name in inputs})
+        return ExportSpec(input_names=list(config.input_names), output_names=outputs, output_class=output_class,
+                          make_inputs=make_inputs, dynamic_axes={name: {0: "batch"} for name in config.input_names})
 
     @classmethod
-    def example_config(cls) -> RLConfig:
-        return RLConfig(
-            algorithm="decision_transformer", env_id="CartPole-v1", context_length=4, max_timestep=64, return_scale=100.0,
-            target_return=100.0, observation_space={"type": "box", "shape": [4]}, action_space={"type": "discrete", "n": 2},
-            backbone={"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "causal": True, "position": "none", "max_length": 12},
-            head={"type": "dt_action"},
-        )
+    def example_configs(cls) -> list[RLConfig]:
+        """A tiny Decision Transformer (first: :meth:`example_config`) and a tiny PPO-GTrXL agent, for CartPole-v1."""
+        cartpole = {"env_id": "CartPole-v1", "context_length": 4, "observation_space": {"type": "box", "shape": [4]},
+                    "action_space": {"type": "discrete", "n": 2}}
+        return [
+            DecisionTransformerConfig(
+                **cartpole, max_timestep=64, return_scale=100.0, target_return=100.0, head={"type": "dt_action"},
+                backbone={"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "position": "none", "max_length": 12},
+            ),
+            PPOConfig(
+                **cartpole, head={"type": "actor_critic", "hidden_dim": 8},
+                backbone={"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "max_length": 4, "residual": "gru"},
+            ),
+        ]
 
 
 def evaluate_agent(
@@ -245,7 +296,7 @@ def evaluate_agent(
     """Play ``episodes`` Gymnasium episodes with a saved agent (deterministic policy, reset seeds ``seed, seed + 1, ...``).
 
     Args:
-        model_dir: a polyhead RL model dir (or Hub repo id).
+        model_dir: a polyhead RL agent's folder (or Hub repo id): PPO or Decision Transformer.
         env_id: the environment (default: the one the agent was trained in); its spaces must match the agent's.
         target_return: the return a Decision Transformer is conditioned on (default: the saved one).
         video: write the first episode to this ``.mp4`` (Gymnasium ``RecordVideo``, needs ``moviepy``).
@@ -254,18 +305,8 @@ def evaluate_agent(
     Returns:
         ``{"mean_return", "std_return", "min_return", "max_return", "returns", "env_steps", "steps_per_second", ...}``.
     """
-    from polyhead.loading import AutoModel as PolyheadAutoModel, load_processor
-
-    if backend not in ("torch", "onnx"):
-        raise ConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}.")
-    if backend == "onnx":
-        from polyhead.export import OnnxModel
-
-        model = OnnxModel(model_dir)
-    else:
-        model = PolyheadAutoModel.from_pretrained(model_dir).eval()
-    if model.config.model_type != RLConfig.model_type:
-        raise ConfigError(f"{model_dir} is a {model.config.model_type} model; evaluate_agent needs a polyhead-rl agent.")
+    model = load_model(model_dir, backend=backend).eval()
+    _check_agent(model, model_dir, "evaluate_agent")
     processor = load_processor(model_dir)
     env_id = env_id or model.config.env_id
     if not env_id:
@@ -273,7 +314,7 @@ def evaluate_agent(
     result = run_episodes(env_id, lambda env: AgentPolicy(model, processor, target_return=target_return), episodes=episodes,
                           seed=seed, video=video, check_env=processor.check_env)
     result.update({"model": str(model_dir), "backend": backend, "algorithm": model.config.algorithm})
-    if model.config.algorithm == "decision_transformer":
+    if isinstance(model.config, DecisionTransformerConfig):
         result["target_return"] = target_return if target_return is not None else model.config.target_return
     return result
 
@@ -289,6 +330,7 @@ def collect(
     deterministic: bool = True,
     target_return: float | None = None,
     noise: float = 0.0,
+    overwrite: bool = False,
 ):
     """Roll a policy out into a trajectory dataset; ``save_to_disk`` it to ``out`` if given.
 
@@ -298,10 +340,14 @@ def collect(
     (Gymnasium's LunarLander heuristic) or ``"pendulum-swingup"`` (energy-based swing-up + PD).
     ``epsilon`` replaces each action by a random one with that probability (mixed-quality data);
     ``noise`` adds Gaussian noise of that standard deviation to a controller's continuous actions.
-    The folder is written to a temporary name and renamed, so it is complete or absent.
+    ``out`` must be new or empty; a dataset folder polyhead wrote is replaced only with
+    ``overwrite=True`` (``--overwrite``), and a folder polyhead did not write never is. It is
+    checked before any episode is played, and written complete or not at all.
     """
-    from polyhead.loading import AutoModel as PolyheadAutoModel, load_processor
-    from polyhead.training import atomic_directory
+    from polyhead.model_dir import check_writable_folder, write_folder
+
+    if out is not None:
+        check_writable_folder(out, kind="dataset", overwrite=overwrite, what="--out folder")
 
     if noise and str(model_dir) not in BEHAVIOUR_POLICIES:
         raise ConfigError(f"noise applies to the hand-written controllers ({', '.join(BEHAVIOUR_POLICIES)}); use epsilon for {model_dir}.")
@@ -320,9 +366,8 @@ def collect(
     else:
         if "/" not in str(model_dir) and not Path(str(model_dir)).exists():  # neither a folder nor a Hub id (owner/name)
             look_up_option(str(model_dir), {"random": None, **BEHAVIOUR_POLICIES}, "behaviour policy (or model folder)")
-        model = PolyheadAutoModel.from_pretrained(model_dir).eval()
-        if model.config.model_type != RLConfig.model_type:
-            raise ConfigError(f"{model_dir} is a {model.config.model_type} model; collect needs a polyhead-rl agent or 'random'.")
+        model = load_model(model_dir).eval()
+        _check_agent(model, model_dir, "collect", alternatives=" (or 'random', or a behaviour policy)")
         processor = load_processor(model_dir)
         behaviour = f"{model.config.algorithm}:{Path(str(model_dir)).name}" + (f"+eps{epsilon:g}" if epsilon else "")
 
@@ -332,6 +377,13 @@ def collect(
         check = processor.check_env
     dataset = collect_trajectories(env_id, factory, episodes=episodes, seed=seed, behaviour=behaviour, check_env=check)
     if out is not None:
-        with atomic_directory(Path(out)) as tmp:
-            dataset.save_to_disk(str(tmp))
+        with write_folder(out, kind="dataset", overwrite=overwrite, what="--out folder") as staging:
+            dataset.save_to_disk(str(staging))
     return dataset
+
+
+def _check_agent(model: Any, model_dir: str | Path, what: str, alternatives: str = "") -> None:
+    """Refuse a model that is not an RL agent, naming the model types ``what`` accepts."""
+    if not isinstance(model.config, RLConfig):
+        agents = " or ".join(m.config_class.model_type for m in RLTask.models)
+        raise ConfigError(f"{model_dir} is a {model.config.model_type} model; {what} needs an RL agent ({agents}){alternatives}.")

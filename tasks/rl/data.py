@@ -113,7 +113,7 @@ def split_episodes(episodes: list[Episode], *, val_fraction: float, test_fractio
 class TrajectoryWindows(Dataset):
     """Every window of ``K`` steps ending at a step of an episode, left-padded at the episode start.
 
-    An item is what :class:`PolyheadForDecisionMaking` takes: ``observations (K, D)``,
+    An item is what :class:`~polyhead.tasks.rl.PolyheadForDecisionTransformer` takes: ``observations (K, D)``,
     ``actions``, ``returns_to_go (K, 1)``, ``timesteps (K,)``, ``attention_mask (K,)`` and
     ``labels`` (the actions again: each is predicted from the tokens before it).
     """

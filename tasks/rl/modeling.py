@@ -1,51 +1,77 @@
-"""``PolyheadForDecisionMaking``: RL stems -> the shared causal Transformer -> an RL head.
+"""RL agents: an RL stem -> the shared backbone, attending causally -> an RL head; one adapter per algorithm.
 
-Two algorithms, one model class (the config's ``algorithm``):
+* :class:`PolyheadForPPO` (:class:`PPOAdapter`): the observation stem embeds each of the last
+  ``K`` observations as one token; the backbone (with GTrXL gating, ``residual="gru"``) is the
+  agent's memory over that window; the ``actor_critic`` head reads every token. PPO's loss
+  needs rollout targets: :mod:`polyhead.tasks.rl.ppo` computes it through the head's ``loss``.
+* :class:`PolyheadForDecisionTransformer` (:class:`DecisionTransformerAdapter`, Chen et al.,
+  NeurIPS 2021): the trajectory stem embeds return-to-go, state and action of each step as
+  three tokens (plus a timestep embedding); the ``dt_action`` head predicts each action from
+  its state token.
 
-* ``"ppo"``: the observation stem embeds each of the last ``K`` observations as one
-  token; the shared Transformer (with GTrXL gating, ``residual="gru"``) is the agent's
-  memory over that window; the actor-critic head reads every token.
-* ``"decision_transformer"`` (Chen et al., NeurIPS 2021): the trajectory stem embeds
-  return-to-go, state and action of each step as three tokens (plus a timestep
-  embedding); the causal Transformer predicts each action from its state token.
-
-The exported network is tensors in, tensors out; sampling, argmax and the rolling
-context live in :mod:`polyhead.tasks.rl.rollout`.
+Both adapters normalise observations with the statistics saved in the config
+(``adapter.observation_mean`` / ``adapter.observation_std``) and keep a continuous action
+space's bounds (``adapter.action_low`` / ``adapter.action_high``). The exported network is
+tensors in, tensors out; sampling, argmax and the rolling context live in
+:mod:`polyhead.tasks.rl.rollout`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
+from polyhead.adapters import Embedded, TaskAdapter
+from polyhead.backbones import BackboneSpec
 from polyhead.errors import ConfigError, InputError
 from polyhead.heads.rl import ActorCriticHead, DecisionTransformerActionHead
-from polyhead.modeling import PolyheadPreTrainedModel
-from polyhead.registry import BACKBONES, HEADS, build, get
+from polyhead.modeling import PolyheadModel
 
-from .configuration import RLConfig
+from .configuration import DecisionTransformerConfig, PPOConfig, RLConfig
 
-__all__ = ["DecisionMakingOutput", "PolyheadForDecisionMaking"]
+__all__ = [
+    "DecisionTransformerAdapter",
+    "DecisionTransformerOutput",
+    "PPOAdapter",
+    "PPOOutput",
+    "PolyheadForDecisionTransformer",
+    "PolyheadForPPO",
+]
 
 
 @dataclass
-class DecisionMakingOutput(ModelOutput):
-    """Output of :class:`PolyheadForDecisionMaking`.
+class PPOOutput(ModelOutput):
+    """Output of :class:`PolyheadForPPO`.
 
     Attributes:
-        loss: the Decision Transformer's action loss over real steps; set exactly when
-            ``labels`` are given.
-        action_preds: ``(B, K, A)``: action logits (discrete), or actions in the
-            environment's bounds (continuous; the Gaussian mean for PPO).
-        values: ``(B, K)`` the critic's state values (PPO), else ``None``.
+        loss: always ``None``: PPO's loss needs rollout targets (old log-probabilities,
+            advantages, returns); :func:`~polyhead.tasks.rl.ppo.train_ppo` computes it with
+            the head's ``loss``.
+        action_preds: ``(B, K, A)`` action logits (discrete), or the Gaussian policy's mean.
+        values: ``(B, K)`` the critic's state values.
     """
 
     loss: torch.Tensor | None = None
     action_preds: torch.Tensor | None = None
     values: torch.Tensor | None = None
+
+
+@dataclass
+class DecisionTransformerOutput(ModelOutput):
+    """Output of :class:`PolyheadForDecisionTransformer`.
+
+    Attributes:
+        loss: the action loss over real steps; set exactly when ``labels`` are given.
+        action_preds: ``(B, K, A)`` action logits (discrete), or actions in the environment's bounds.
+    """
+
+    loss: torch.Tensor | None = None
+    action_preds: torch.Tensor | None = None
 
 
 class _RLObservationEmbedding(nn.Module):
@@ -77,72 +103,211 @@ class _RLTrajectoryEmbedding(nn.Module):
         return self.norm(tokens.reshape(tokens.shape[0], -1, tokens.shape[-1]))
 
 
-class PolyheadForDecisionMaking(PolyheadPreTrainedModel):
-    """An RL agent: PPO actor-critic or Decision Transformer on the shared backbone.
+class _RLAdapter(TaskAdapter):
+    """What both RL adapters share: the observation window's checks and normalisation, the action bounds.
 
-    Example:
-        >>> model = PolyheadForDecisionMaking(RLConfig(algorithm="ppo", context_length=4))
-        >>> out = model(observations=torch.randn(2, 4, 4), attention_mask=torch.ones(2, 4, dtype=torch.long))
-        >>> out.action_preds.shape, out.values.shape
-        (torch.Size([2, 4, 2]), torch.Size([2, 4]))
+    Class attributes:
+        tokens_per_step: backbone tokens per environment step (the window is ``K`` steps).
     """
 
-    config_class = RLConfig
-    main_input_name = "observations"
-    input_modalities = "other"
+    accepted_kinds = frozenset({"sequence"})
+    needs_causal = True
+    tokens_per_step: ClassVar[int] = 1
 
-    def __init__(self, config: RLConfig) -> None:
-        super().__init__(config)
-        is_dt = config.algorithm == "decision_transformer"
-        head_cls = get(HEADS, config.head.get("type"))
-        wanted = DecisionTransformerActionHead if is_dt else ActorCriticHead
-        if not issubclass(head_cls, wanted):
-            names = {DecisionTransformerActionHead: "'dt_action'", ActorCriticHead: "'actor_critic'"}
-            raise ConfigError(f"algorithm={config.algorithm!r} needs the {names[wanted]} head, got {config.head['type']!r}.")
-        self.backbone = build(BACKBONES, config.backbone)
-        if self.backbone.kind != "sequence" or not getattr(self.backbone, "causal", False):
-            raise ConfigError(f"RL agents need a causal sequence backbone (e.g. transformer with causal=True), got {config.backbone!r}.")
-        tokens = config.context_length * config.tokens_per_step
-        if self.backbone.max_length is not None and tokens > self.backbone.max_length:
+    def __init__(self, config: RLConfig, backbone: BackboneSpec) -> None:
+        super().__init__(config, backbone)
+        tokens = config.context_length * self.tokens_per_step
+        if backbone.max_length is not None and tokens > backbone.max_length:
             raise ConfigError(
                 f"context_length={config.context_length} makes {tokens} tokens, more than the backbone's "
-                f"max_length ({self.backbone.max_length}); raise backbone.max_length."
+                f"max_length ({backbone.max_length}); raise backbone.max_length."
             )
-        dim = self.backbone.dim
-        if is_dt:
-            self.stem = _RLTrajectoryEmbedding(observation_dim=config.observation_dim, action_dim=config.action_dim,
-                                               discrete=config.discrete, max_timestep=config.max_timestep, dim=dim)
-        else:
-            self.stem = _RLObservationEmbedding(observation_dim=config.observation_dim, dim=dim)
-        self.head = build(HEADS, config.head, feature_info=self.backbone.feature_info,
-                          action_dim=config.action_dim, discrete=config.discrete)
+        self.config = config
         obs_dim = config.observation_dim
         mean = config.observation_mean or [0.0] * obs_dim
         std = config.observation_std or [1.0] * obs_dim
         self.register_buffer("observation_mean", torch.tensor(mean, dtype=torch.float32), persistent=True)
         self.register_buffer("observation_std", torch.tensor(std, dtype=torch.float32), persistent=True)
         if not config.discrete:
-            low = torch.tensor(config.action_space["low"], dtype=torch.float32)
-            high = torch.tensor(config.action_space["high"], dtype=torch.float32)
-            self.register_buffer("action_low", low, persistent=True)
-            self.register_buffer("action_high", high, persistent=True)
-        self.post_init()
+            self.register_buffer("action_low", torch.tensor(config.action_space["low"], dtype=torch.float32), persistent=True)
+            self.register_buffer("action_high", torch.tensor(config.action_space["high"], dtype=torch.float32), persistent=True)
 
     # -- checks (shapes only: values are checked by the processor, outside the exported graph)
-    def _check(self, name: str, tensor: torch.Tensor | None, shape: tuple, floating: bool | None) -> None:
+    def check(self, name: str, tensor: torch.Tensor | None, shape: tuple, floating: bool | None) -> None:
+        """Raise :class:`InputError` unless ``tensor`` is given, has ``shape`` (names match any size) and the dtype kind."""
         if tensor is None:
-            raise InputError(f"{type(self).__name__} ({self.config.algorithm}) needs {name}.")
-        want = "(" + ", ".join(str(s) for s in shape) + ")"
+            raise InputError(f"{type(self).__name__} needs {name} (shape {_shape_text(shape)}).")
         if tensor.dim() != len(shape) or any(isinstance(s, int) and s != t for s, t in zip(shape, tensor.shape)):
-            raise InputError(f"{name} must have shape {want}, got {tuple(tensor.shape)}.")
+            raise InputError(f"{name} must have shape {_shape_text(shape)}, got {tuple(tensor.shape)}.")
         if floating is True and not tensor.is_floating_point():
             raise InputError(f"{name} must be a floating-point tensor, got {tensor.dtype}.")
         if floating is False and tensor.is_floating_point():
             raise InputError(f"{name} must be an integer tensor, got {tensor.dtype}.")
 
+    def window(self, observations: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Check a window of ``K`` steps; returns the normalised observations and ``real (B, K)`` (``True`` at real steps)."""
+        cfg = self.config
+        self.check("observations", observations, ("B", "K", cfg.observation_dim), True)
+        length = observations.shape[1]
+        if length > cfg.context_length:
+            raise InputError(f"observations has {length} steps; this agent reads at most context_length={cfg.context_length}.")
+        if attention_mask is None:
+            attention_mask = torch.ones(observations.shape[:2], dtype=torch.long, device=observations.device)
+        # batch sizes are not compared here: a shape comparison becomes an export guard (the ops below check them)
+        self.check("attention_mask", attention_mask, ("B", length), None)
+        return (observations - self.observation_mean) / self.observation_std, attention_mask.bool()
+
     def normalised_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """Continuous actions in the environment's bounds -> ``[-1, 1]``."""
         return ((actions - self.action_low) / (self.action_high - self.action_low) * 2 - 1).clamp(-1, 1)
+
+
+def _shape_text(shape: tuple) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+class PPOAdapter(_RLAdapter):
+    """PPO's actor-critic on a sequence backbone: one token per observation of the window, attending causally.
+
+    Reference: Schulman et al., "Proximal Policy Optimization Algorithms" (2017); with
+    ``residual="gru"`` on the backbone, PPO-GTrXL (Parisotto et al., ICML 2020).
+    """
+
+    output_class = PPOOutput
+    head_base = ActorCriticHead
+
+    def __init__(self, config: PPOConfig, backbone: BackboneSpec) -> None:
+        super().__init__(config, backbone)
+        self.stem = _RLObservationEmbedding(observation_dim=config.observation_dim, dim=backbone.dim)
+        self.head = self.build_head(config, backbone, action_dim=config.action_dim, discrete=config.discrete)
+
+    def embed(self, observations: torch.Tensor, attention_mask: torch.Tensor | None = None) -> Embedded:
+        observations, real = self.window(observations, attention_mask)
+        return Embedded(x=self.stem(observations), padding_mask=~real, is_causal=True)
+
+    def predict(self, features: Sequence[torch.Tensor], embedded: Embedded) -> dict[str, torch.Tensor]:
+        action_preds, values = self.head.split(self.head(features))
+        return {"action_preds": action_preds, "values": values}
+
+    def loss(self, predictions: dict[str, torch.Tensor], embedded: Embedded, **labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise InputError(
+            "A PPO agent has no supervised labels: PPO's loss needs rollout targets (ActorCriticHead.loss); "
+            "train it with `polyhead train` and a PPO config."
+        )
+
+    def output(self, predictions: dict[str, torch.Tensor], embedded: Embedded, losses: dict[str, torch.Tensor] | None) -> PPOOutput:
+        return PPOOutput(loss=None, action_preds=predictions["action_preds"], values=predictions["values"])
+
+
+class DecisionTransformerAdapter(_RLAdapter):
+    """The Decision Transformer on a sequence backbone: (return-to-go, state, action) tokens per step, attending causally.
+
+    Each step's action is predicted from its state token, which comes before the action's
+    token: the action at step ``t`` never reaches the prediction at ``t``.
+
+    Reference: Chen et al., "Decision Transformer: Reinforcement Learning via Sequence Modeling" (NeurIPS 2021).
+    """
+
+    output_class = DecisionTransformerOutput
+    head_base = DecisionTransformerActionHead
+    tokens_per_step = 3
+
+    def __init__(self, config: DecisionTransformerConfig, backbone: BackboneSpec) -> None:
+        super().__init__(config, backbone)
+        self.stem = _RLTrajectoryEmbedding(observation_dim=config.observation_dim, action_dim=config.action_dim,
+                                           discrete=config.discrete, max_timestep=config.max_timestep, dim=backbone.dim)
+        self.head = self.build_head(config, backbone, action_dim=config.action_dim, discrete=config.discrete)
+
+    def action_shape(self, length: int) -> tuple:
+        return ("B", length) if self.config.discrete else ("B", length, self.config.action_dim)
+
+    def embed(
+        self,
+        observations: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        actions: torch.Tensor | None = None,
+        returns_to_go: torch.Tensor | None = None,
+        timesteps: torch.Tensor | None = None,
+    ) -> Embedded:
+        cfg = self.config
+        observations, real = self.window(observations, attention_mask)
+        length = observations.shape[1]
+        self.check("actions", actions, self.action_shape(length), not cfg.discrete)
+        self.check("returns_to_go", returns_to_go, ("B", length, 1), True)
+        self.check("timesteps", timesteps, ("B", length), False)
+        action_in = actions if cfg.discrete else self.normalised_actions(actions)
+        tokens = self.stem(observations, action_in, returns_to_go / cfg.return_scale, timesteps.clamp(0, cfg.max_timestep - 1))
+        padding = (~real).repeat_interleave(self.tokens_per_step, dim=1)
+        return Embedded(x=tokens, padding_mask=padding, is_causal=True, context={"real": real, "length": length})
+
+    def predict(self, features: Sequence[torch.Tensor], embedded: Embedded) -> dict[str, torch.Tensor]:
+        tokens = features[0]
+        state_tokens = tokens.reshape(tokens.shape[0], embedded.context["length"], self.tokens_per_step, -1)[:, :, 1]
+        raw = self.head((state_tokens,))  # logits, or tanh actions in [-1, 1]
+        if self.config.discrete:
+            return {"raw": raw, "action_preds": raw}
+        return {"raw": raw, "action_preds": self.action_low + (raw + 1) / 2 * (self.action_high - self.action_low)}
+
+    def loss(self, predictions: dict[str, torch.Tensor], embedded: Embedded, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        self.check("labels", labels, self.action_shape(embedded.context["length"]), not cfg.discrete)
+        target = labels if cfg.discrete else self.normalised_actions(labels)
+        return self.head.loss(predictions["raw"], {"actions": target, "mask": embedded.context["real"]})
+
+    def output(self, predictions: dict[str, torch.Tensor], embedded: Embedded,
+               losses: dict[str, torch.Tensor] | None) -> DecisionTransformerOutput:
+        return DecisionTransformerOutput(loss=None if losses is None else losses["loss"], action_preds=predictions["action_preds"])
+
+
+class PolyheadForPPO(PolyheadModel):
+    """A PPO actor-critic agent: a sequence backbone + :class:`PPOAdapter`.
+
+    Example:
+        >>> model = PolyheadForPPO(PPOConfig(context_length=4))
+        >>> out = model(observations=torch.randn(2, 4, 4), attention_mask=torch.ones(2, 4, dtype=torch.long))
+        >>> out.action_preds.shape, out.values.shape
+        (torch.Size([2, 4, 2]), torch.Size([2, 4]))
+    """
+
+    config_class = PPOConfig
+    adapter_class = PPOAdapter
+    main_input_name = "observations"
+    input_modalities = "other"
+
+    def forward(
+        self,
+        observations: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ) -> PPOOutput:
+        """Policy and value at each step of a window of ``K`` steps (left-padded; ``attention_mask`` 1 at real steps).
+
+        Args:
+            observations: ``(B, K, D_obs)`` raw observations (normalised inside).
+            attention_mask: ``(B, K)`` 1 at real steps, 0 at padding; default all real.
+            labels: refused with an :class:`InputError`: PPO learns from rollouts, not labels.
+            return_dict: accepted for transformers compatibility.
+        """
+        return self.run({"observations": observations, "attention_mask": attention_mask}, {"labels": labels})
+
+
+class PolyheadForDecisionTransformer(PolyheadModel):
+    """A Decision Transformer: a sequence backbone + :class:`DecisionTransformerAdapter`.
+
+    Example:
+        >>> config = DecisionTransformerConfig(context_length=4, target_return=100.0)
+        >>> model = PolyheadForDecisionTransformer(config)
+        >>> out = model(observations=torch.randn(2, 4, 4), actions=torch.zeros(2, 4, dtype=torch.long),
+        ...             returns_to_go=torch.full((2, 4, 1), 100.0), timesteps=torch.arange(4).expand(2, 4))
+        >>> out.action_preds.shape
+        torch.Size([2, 4, 2])
+    """
+
+    config_class = DecisionTransformerConfig
+    adapter_class = DecisionTransformerAdapter
+    main_input_name = "observations"
+    input_modalities = "other"
 
     def forward(
         self,
@@ -153,53 +318,19 @@ class PolyheadForDecisionMaking(PolyheadPreTrainedModel):
         timesteps: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         return_dict: bool | None = None,
-    ) -> DecisionMakingOutput:
-        """Act on a window of ``K`` steps (left-padded; ``attention_mask`` 1 at real steps).
+    ) -> DecisionTransformerOutput:
+        """Predict the action of each step of a window of ``K`` steps (left-padded; ``attention_mask`` 1 at real steps).
 
         Args:
             observations: ``(B, K, D_obs)`` raw observations (normalised inside).
             attention_mask: ``(B, K)`` 1 at real steps, 0 at padding; default all real.
-            actions: (DT) ``(B, K)`` int64 previous actions, or ``(B, K, A)`` continuous;
-                the action at a step is never seen by that step's prediction.
-            returns_to_go: (DT) ``(B, K, 1)`` returns still to collect, in environment units.
-            timesteps: (DT) ``(B, K)`` int64 step index within the episode.
-            labels: (DT) the actions to predict, like ``actions``; when given, ``loss`` is set.
+            actions: ``(B, K)`` int64 previous actions, or ``(B, K, A)`` continuous ones; the
+                action at a step is never seen by that step's prediction.
+            returns_to_go: ``(B, K, 1)`` returns still to collect, in environment units.
+            timesteps: ``(B, K)`` int64 step index within the episode.
+            labels: the actions to predict, like ``actions``; when given, ``loss`` is set.
             return_dict: accepted for transformers compatibility.
         """
-        cfg = self.config
-        batch_t = ("B", "K")
-        self._check("observations", observations, (*batch_t, cfg.observation_dim), True)
-        length = observations.shape[1]
-        if length > cfg.context_length:
-            raise InputError(f"observations has {length} steps; this agent reads at most context_length={cfg.context_length}.")
-        if attention_mask is None:
-            attention_mask = torch.ones(observations.shape[:2], dtype=torch.long, device=observations.device)
-        # batch sizes are not compared here: a shape comparison becomes an export guard (the ops below check them)
-        self._check("attention_mask", attention_mask, ("B", length), None)
-        obs = (observations - self.observation_mean) / self.observation_std
-        real = attention_mask.bool()
-        if cfg.algorithm == "ppo":
-            if labels is not None:
-                raise InputError("A PPO agent has no supervised labels: it is trained by `polyhead train` with a PPO config.")
-            tokens = self.stem(obs)
-            features = self.backbone(tokens, padding_mask=~real).feature_maps
-            action_preds, values = self.head.split(self.head(features))
-            return DecisionMakingOutput(loss=None, action_preds=action_preds, values=values)
-
-        shape_a = ("B", length) if cfg.discrete else ("B", length, cfg.action_dim)
-        self._check("actions", actions, shape_a, not cfg.discrete)
-        self._check("returns_to_go", returns_to_go, ("B", length, 1), True)
-        self._check("timesteps", timesteps, ("B", length), False)
-        action_in = actions if cfg.discrete else self.normalised_actions(actions)
-        tokens = self.stem(obs, action_in, returns_to_go / cfg.return_scale, timesteps.clamp(0, cfg.max_timestep - 1))
-        padding = (~real).repeat_interleave(cfg.tokens_per_step, dim=1)
-        features = self.backbone(tokens, padding_mask=padding).feature_maps[0]
-        state_features = features.reshape(features.shape[0], length, cfg.tokens_per_step, -1)[:, :, 1]
-        raw = self.head((state_features,))  # logits, or tanh actions in [-1, 1]
-        loss = None
-        if labels is not None:
-            self._check("labels", labels, shape_a, not cfg.discrete)
-            target = labels if cfg.discrete else self.normalised_actions(labels)
-            loss = self.head.loss(raw, {"actions": target, "mask": attention_mask})["loss"]
-        action_preds = raw if cfg.discrete else self.action_low + (raw + 1) / 2 * (self.action_high - self.action_low)
-        return DecisionMakingOutput(loss=loss, action_preds=action_preds, values=None)
+        inputs = {"observations": observations, "attention_mask": attention_mask, "actions": actions,
+                  "returns_to_go": returns_to_go, "timesteps": timesteps}
+        return self.run(inputs, {"labels": labels})

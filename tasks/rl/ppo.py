@@ -1,21 +1,21 @@
 """PPO with a gated-Transformer memory (PPO-GTrXL), in one readable module.
 
 CleanRL's ``ppo.py`` (Huang et al., 2022) built from polyhead parts: the agent is a
-:class:`PolyheadForDecisionMaking` whose observation stem embeds the last ``K``
-observations of each environment, the shared causal Transformer with GTrXL gating
-(``residual="gru"``, Parisotto et al., 2020) reads that window, and the actor-critic
-head gives the policy and value of the newest step. Rollouts come from Gymnasium
+:class:`~polyhead.tasks.rl.PolyheadForPPO` whose observation stem embeds the last ``K``
+observations of each environment, the shared Transformer with GTrXL gating
+(``residual="gru"``, Parisotto et al., 2020) reads that window causally, and the
+actor-critic head gives the policy and value of the newest step; the head's ``loss`` is
+PPO's clipped objective on the rollout's targets. Rollouts come from Gymnasium
 vector environments; advantages from GAE (Schulman et al., 2016); updates run on the
 same Accelerate set-up as every polyhead task (``make_accelerator``).
 
-``polyhead train configs/rl/ppo_gtrxl_cartpole.py`` runs :func:`train_ppo` with the
-config's ``train`` section as :class:`PPOArguments`.
+``polyhead train configs/rl/ppo_gtrxl_cartpole.py`` runs :func:`train_ppo` (through
+:meth:`~polyhead.tasks.rl.RLTask.train`) with the config's ``train`` section as :class:`PPOArguments`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,9 @@ from tqdm.auto import tqdm
 
 from polyhead.errors import ConfigError
 from polyhead.validation import dataclass_from_section
-from polyhead.training import BEST_DIR, atomic_directory, make_accelerator
+from polyhead.model_dir import BEST_DIR, EVAL_RESULTS_NAME, save_model_dir
+from polyhead.training import make_accelerator
+from polyhead.workflows import finish_run
 
 from .processing import RLFeatureExtractor, make_env
 from .rollout import AgentPolicy, ContextWindow, RandomPolicy, run_episodes
@@ -114,8 +116,12 @@ def random_policy_returns(env_id: str, *, episodes: int, seed: int) -> dict[str,
     return run_episodes(env_id, lambda env: RandomPolicy(env.action_space, seed=seed), episodes=episodes, seed=seed)
 
 
-def train_ppo(model: Any, processor: RLFeatureExtractor, args: PPOArguments, *, env_id: str, cfg: Any = None) -> dict[str, Any]:
-    """Train ``model`` (a PPO :class:`PolyheadForDecisionMaking`) in ``env_id``; write ``<output_dir>/best``.
+def train_ppo(model: Any, processor: RLFeatureExtractor, args: PPOArguments, *, env_id: str, cfg: Any = None,
+              init: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``model`` (a :class:`~polyhead.tasks.rl.PolyheadForPPO`) in ``env_id``; write ``<output_dir>/best``.
+
+    ``init`` is the report of :func:`polyhead.loading.initialise_from` when the agent started
+    from another model's weights (recorded as ``metrics["init"]``).
 
     Returns ``metrics.json``'s content: the best agent's returns beside a random policy's, and the budget.
     """
@@ -135,7 +141,7 @@ def train_ppo(model: Any, processor: RLFeatureExtractor, args: PPOArguments, *, 
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, eps=1e-5)
     model, optimizer = acc.prepare(model, optimizer)
     agent = acc.unwrap_model(model)
-    head = agent.head
+    head = agent.adapter.head  # owns PPO's clipped loss
     n, s, k = args.num_envs, args.num_steps, config.context_length
     action_shape = () if config.discrete else (config.action_dim,)
     window = ContextWindow(num_envs=n, context_length=k, observation_dim=config.observation_dim, action_shape=action_shape, discrete=config.discrete)
@@ -239,7 +245,7 @@ def train_ppo(model: Any, processor: RLFeatureExtractor, args: PPOArguments, *, 
             acc.log({"eval/mean_return": result["mean_return"]}, step=global_step)
             if result["mean_return"] > best_return and acc.is_main_process:
                 best_return, best_update = result["mean_return"], update
-                _save(output_dir / BEST_DIR, agent, processor, {"eval_results.json": record})
+                save_model_dir(output_dir / BEST_DIR, agent, processor, {EVAL_RESULTS_NAME: record})
             if args.stop_at_return is not None and result["mean_return"] >= args.stop_at_return:
                 break
     bar.close()
@@ -263,6 +269,7 @@ def train_ppo(model: Any, processor: RLFeatureExtractor, args: PPOArguments, *, 
         "train_seconds": round(train_seconds, 2),
         "num_processes": acc.num_processes,
         "num_parameters": sum(p.numel() for p in best.parameters()),
+        "init": init,
         "validation": {"best_eval_mean_return": best_return},
         "test": _return_metrics(final),
         "baselines": {"random_policy": _return_metrics(random_)},
@@ -273,7 +280,7 @@ def train_ppo(model: Any, processor: RLFeatureExtractor, args: PPOArguments, *, 
         "history": history,
     }
     if acc.is_main_process:
-        _finish_best_dir(output_dir, metrics, cfg)
+        finish_run(output_dir, output_dir / BEST_DIR, metrics, cfg)
     acc.wait_for_everyone()
     return metrics
 
@@ -281,28 +288,3 @@ def train_ppo(model: Any, processor: RLFeatureExtractor, args: PPOArguments, *, 
 def _return_metrics(result: dict[str, Any]) -> dict[str, float]:
     return {"mean_return": result["mean_return"], "std_return": result["std_return"],
             "min_return": result["min_return"], "max_return": result["max_return"]}
-
-
-def _save(target: Path, model: Any, processor: Any, files: dict[str, Any]) -> None:
-    with atomic_directory(target) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        for name, content in files.items():
-            (tmp / name).write_text(json.dumps(content, indent=2, default=str) + "\n")
-
-
-def _finish_best_dir(output_dir: Path, metrics: dict[str, Any], cfg: Any) -> None:
-    """Add ``metrics.json``, ``training_config.py`` and the model card to ``best/`` (atomically)."""
-    import shutil
-
-    from polyhead.hub import write_card
-
-    best = output_dir / BEST_DIR
-    text = json.dumps(metrics, indent=2, default=str) + "\n"
-    (output_dir / "metrics.json").write_text(text)
-    with atomic_directory(best) as tmp:
-        shutil.copytree(best, tmp, dirs_exist_ok=True)
-        (tmp / "metrics.json").write_text(text)
-        if cfg is not None:
-            cfg.dump(str(tmp / "training_config.py"))
-        write_card(tmp, model_id=str(best))

@@ -15,15 +15,47 @@ from transformers import FeatureExtractionMixin
 
 from polyhead.errors import ConfigError, InputError, UnknownNameError
 
-from .configuration import space_description
+from .configuration import DecisionTransformerConfig, RLConfig, check_env_id, space_description
 
-__all__ = ["RLFeatureExtractor", "make_env"]
+__all__ = ["RLFeatureExtractor", "check_env_id", "finite_float32", "make_env"]
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def finite_float32(values: Any, name: str) -> np.ndarray:
+    """``values`` (numbers, a list or an array of them) as float32, or an :class:`InputError`.
+
+    Every value must be a finite number both as given and after the cast: ``1e300`` is
+    finite in float64 but infinite in float32, the precision agents compute in.
+    """
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    try:
+        raw = np.asarray(values)
+        array = raw.astype(np.float64) if raw.dtype.kind in "biuf" else None
+    except (TypeError, ValueError):
+        array = None
+    if array is None:
+        raise InputError(f"{name} must be numbers, got {values!r}.")
+    if not np.isfinite(array).all():
+        raise InputError(f"{name} must be finite numbers, got NaN or infinite values: {_preview(array)}.")
+    if (np.abs(array) > _FLOAT32_MAX).any():
+        raise InputError(f"{name} must be finite in float32 (|x| <= {_FLOAT32_MAX:.3g}, the precision the agent computes in), "
+                         f"got {_preview(array)}.")
+    return array.astype(np.float32)
+
+
+def _preview(array: np.ndarray, limit: int = 8) -> str:
+    flat = np.asarray(array).reshape(-1)
+    text = ", ".join(f"{v:.6g}" for v in flat[:limit].tolist())
+    return f"[{text}{', ...' if flat.size > limit else ''}]" if np.ndim(array) else text
 
 
 def make_env(env_id: str, **kwargs: Any):
-    """``gymnasium.make(env_id)`` with a polyhead error for an unknown id."""
+    """``gymnasium.make(env_id)`` for a registered id (:func:`check_env_id`), with polyhead errors."""
     import gymnasium as gym
 
+    check_env_id(env_id)  # before Gymnasium sees it: a "module:Env" id would import the module
     try:
         return gym.make(env_id, **kwargs)
     except gym.error.DependencyNotInstalled as err:
@@ -65,9 +97,11 @@ class RLFeatureExtractor(FeatureExtractionMixin):
         self.target_return = target_return
 
     @classmethod
-    def from_config(cls, config: Any) -> "RLFeatureExtractor":
+    def from_config(cls, config: RLConfig) -> "RLFeatureExtractor":
+        """The processor of an agent built from ``config`` (a :class:`PPOConfig` or :class:`DecisionTransformerConfig`)."""
+        target_return = config.target_return if isinstance(config, DecisionTransformerConfig) else None
         return cls(observation_space=config.observation_space, action_space=config.action_space, env_id=config.env_id,
-                   context_length=config.context_length, algorithm=config.algorithm, target_return=config.target_return)
+                   context_length=config.context_length, algorithm=config.algorithm, target_return=target_return)
 
     @property
     def observation_dim(self) -> int:
@@ -92,7 +126,9 @@ class RLFeatureExtractor(FeatureExtractionMixin):
             expected = f"(N, {self.observation_dim})" if batched else f"({self.observation_dim},)"
             raise InputError(f"This agent ({self.env_id or 'RL agent'}) takes observations of shape {expected}, got {observations.shape}.")
         if not np.isfinite(observations).all():
-            raise InputError(f"Observation contains NaN or infinite values: {observations.tolist()}.")
+            raise InputError(f"Observation contains NaN or infinite values: {_preview(observations)}.")
+        if (np.abs(observations) > _FLOAT32_MAX).any():  # finite as given, infinite after the float32 cast
+            raise InputError(f"Observation values must be finite in float32 (|x| <= {_FLOAT32_MAX:.3g}), got {_preview(observations)}.")
         return observations.astype(np.float32)
 
     def check_env(self, env: Any) -> None:

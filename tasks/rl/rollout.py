@@ -16,11 +16,13 @@ import torch
 
 from polyhead.errors import ConfigError, InputError
 
-from .processing import RLFeatureExtractor, make_env
+from .configuration import DecisionTransformerConfig
+from .modeling import PolyheadForPPO
+from .processing import RLFeatureExtractor, finite_float32, make_env
 
 __all__ = [
     "ContextWindow", "AgentPolicy", "RandomPolicy", "ScriptedPolicy", "BEHAVIOUR_POLICIES", "lunar_lander_heuristic",
-    "pendulum_swing_up", "run_episodes", "collect_trajectories", "TRAJECTORY_COLUMNS",
+    "pendulum_swing_up", "run_episodes", "collect_trajectories", "check_target_return", "TRAJECTORY_COLUMNS",
 ]
 
 TRAJECTORY_COLUMNS = ("observations", "actions", "rewards", "terminations", "truncations")
@@ -45,13 +47,27 @@ class ContextWindow:
     def reset(self, index: int | np.ndarray | None = None) -> None:
         """Forget the context of env ``index`` (all envs by default)."""
         index = slice(None) if index is None else index
-        for buffer in (self.observations, self.actions, self.returns_to_go, self.timesteps, self.attention_mask):
+        for buffer in self._buffers():
             buffer[index] = 0
         self.steps[index] = 0
 
+    def _buffers(self) -> tuple[torch.Tensor, ...]:
+        return (self.observations, self.actions, self.returns_to_go, self.timesteps, self.attention_mask)
+
+    def state(self) -> tuple[list[torch.Tensor], np.ndarray]:
+        """A copy of the whole window, for :meth:`restore`."""
+        return [buffer.clone() for buffer in self._buffers()], self.steps.copy()
+
+    def restore(self, state: tuple[list[torch.Tensor], np.ndarray]) -> None:
+        """Put back a window saved with :meth:`state` (in place)."""
+        buffers, steps = state
+        for buffer, saved in zip(self._buffers(), buffers):
+            buffer.copy_(saved)
+        self.steps[:] = steps
+
     def push(self, observations: np.ndarray, returns_to_go: np.ndarray | None = None) -> None:
         """Shift every window by one step and append the new observations (action slot left 0)."""
-        for buffer in (self.observations, self.actions, self.returns_to_go, self.timesteps, self.attention_mask):
+        for buffer in self._buffers():
             buffer[:, :-1] = buffer[:, 1:].clone()
             buffer[:, -1] = 0
         self.observations[:, -1] = torch.as_tensor(observations, dtype=torch.float32)
@@ -64,18 +80,16 @@ class ContextWindow:
     def set_last_actions(self, actions: torch.Tensor) -> None:
         self.actions[:, -1] = actions.to(self.actions.dtype)
 
-    def inputs(self, algorithm: str) -> dict[str, torch.Tensor]:
-        if algorithm == "ppo":
-            return {"observations": self.observations, "attention_mask": self.attention_mask}
-        return {"observations": self.observations, "attention_mask": self.attention_mask, "actions": self.actions,
-                "returns_to_go": self.returns_to_go, "timesteps": self.timesteps}
+    def inputs(self, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """The buffers the model reads, by input name (its config's ``input_names``)."""
+        return {name: getattr(self, name) for name in names}
 
 
 class AgentPolicy:
     """Acts with a polyhead agent in ``num_envs`` environments, keeping each one's context.
 
     Args:
-        model: a :class:`PolyheadForDecisionMaking` or an ``OnnxModel`` of one.
+        model: a :class:`PolyheadForPPO` or :class:`PolyheadForDecisionTransformer`, or an ``OnnxModel`` of one.
         processor: its :class:`RLFeatureExtractor`.
         num_envs: parallel environments.
         target_return: the return a Decision Transformer is conditioned on (default:
@@ -91,9 +105,10 @@ class AgentPolicy:
         self.model, self.processor = model, processor
         cfg = model.config
         self.config = cfg
-        self.algorithm = cfg.algorithm
-        self.target_return = target_return if target_return is not None else cfg.target_return
-        if self.algorithm == "decision_transformer" and self.target_return is None:
+        conditioned = isinstance(cfg, DecisionTransformerConfig)  # acts for a target return
+        saved = cfg.target_return if conditioned else None
+        self.target_return = check_target_return(target_return) if target_return is not None else saved
+        if conditioned and self.target_return is None:
             raise ConfigError("A Decision Transformer needs a target_return (none is saved with this model).")
         if not 0.0 <= epsilon <= 1.0:
             raise ConfigError(f"epsilon must be in [0, 1], got {epsilon}.")
@@ -104,35 +119,75 @@ class AgentPolicy:
         self.window = ContextWindow(num_envs=num_envs, context_length=cfg.context_length, observation_dim=cfg.observation_dim,
                                     action_shape=action_shape, discrete=cfg.discrete)
         self.returns_to_go = np.zeros(num_envs)
+        self._undo: tuple | None = None
         self.reset()
 
     def reset(self, index: int | np.ndarray | None = None) -> None:
         """Start a new episode in env ``index`` (all by default)."""
+        self._undo = None
         self.window.reset(index)
         self.returns_to_go[slice(None) if index is None else index] = self.target_return or 0.0
 
     @torch.no_grad()
     def act(self, observations: Any, rewards: Any = None) -> np.ndarray:
-        """Actions for ``observations (N, D)``; ``rewards (N,)`` are those received since the previous call."""
-        output = self.model(**self.prepare(observations, rewards))
-        return self.choose(output.action_preds[:, -1])
+        """Actions for ``observations (N, D)``; ``rewards (N,)`` are those received since the previous call.
+
+        A call that raises leaves the episodes' context as it was before it.
+        """
+        inputs = self.prepare(observations, rewards)
+        try:
+            output = self.model(**inputs)
+            return self.choose(output.action_preds[:, -1])
+        except BaseException:
+            self.undo()
+            raise
 
     def prepare(self, observations: Any, rewards: Any = None) -> dict[str, torch.Tensor]:
-        """Check ``observations``, add them (and the rewards) to the context; the model's inputs."""
+        """Check ``observations``, add them (and the rewards) to the context; the model's inputs.
+
+        Everything is checked before the context changes; :meth:`choose` keeps the step,
+        :meth:`undo` takes it back (the episode goes on as if the call never happened).
+        """
         obs = self.processor.check_observations(observations, batched=True)
         if obs.shape[0] != self.window.num_envs:
             raise InputError(f"Expected observations for {self.window.num_envs} environment(s), got {obs.shape[0]}.")
+        returns_to_go = self.returns_to_go
         if rewards is not None:
-            rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
-            if rewards.shape[0] != self.window.num_envs or not np.isfinite(rewards).all():
-                raise InputError(f"rewards must be {self.window.num_envs} finite number(s), got {rewards.tolist()}.")
-            self.returns_to_go -= rewards
-        self.window.push(obs, self.returns_to_go)
-        return {k: v.clone() for k, v in self.window.inputs(self.algorithm).items()}
+            if isinstance(rewards, torch.Tensor):
+                rewards = rewards.detach().cpu().numpy()
+            values = finite_float32(rewards, "rewards").reshape(-1)
+            if values.shape[0] != self.window.num_envs:
+                raise InputError(f"rewards must be {self.window.num_envs} finite number(s), got {rewards!r}.")
+            returns_to_go = self.returns_to_go - np.asarray(rewards, dtype=np.float64).reshape(-1)  # float64, as before
+            finite_float32(returns_to_go, f"The return-to-go after the rewards {values.tolist()}")
+        self._undo = (self.window.state(), self.returns_to_go.copy())
+        self.returns_to_go = returns_to_go
+        self.window.push(obs, returns_to_go)
+        return {k: v.clone() for k, v in self.window.inputs(self.config.input_names).items()}
+
+    def undo(self) -> None:
+        """Take back the step the last :meth:`prepare` added, if :meth:`choose` has not kept it."""
+        if self._undo is not None:
+            window, self.returns_to_go = self._undo
+            self.window.restore(window)
+            self._undo = None
 
     def choose(self, action_preds: torch.Tensor) -> np.ndarray:
-        """Actions from the newest step's ``action_preds (N, A)``; remembered in the context."""
+        """Actions from the newest step's ``action_preds (N, A)``; remembered in the context.
+
+        Raises:
+            InputError: the predictions are NaN or infinite (an observation too large for the
+                network's float32 arithmetic, e.g. ``3e38``); the step is taken back.
+        """
         preds = action_preds.float()
+        if not torch.isfinite(preds).all():
+            self.undo()
+            raise InputError(
+                "The agent's action scores are NaN or infinite for this step: an input is too large for its float32 "
+                "arithmetic (observations should be on the scale of the training environment's). The step was not added "
+                "to the episode's context."
+            )
+        self._undo = None
         cfg = self.config
         if cfg.discrete:
             if self.deterministic:
@@ -141,8 +196,8 @@ class AgentPolicy:
                 actions = torch.distributions.Categorical(logits=preds).sample()
         else:
             actions = preds
-            if not self.deterministic and self.algorithm == "ppo":
-                std = self.model.head.log_std.exp() if hasattr(self.model, "head") else 0.0
+            if not self.deterministic and isinstance(self.model, PolyheadForPPO):  # the Gaussian policy (not exported to ONNX)
+                std = self.model.adapter.head.log_std.exp()
                 actions = preds + std * torch.randn(preds.shape, generator=self.generator)
             low = torch.tensor(cfg.action_space["low"], dtype=torch.float32)
             high = torch.tensor(cfg.action_space["high"], dtype=torch.float32)
@@ -159,6 +214,13 @@ class AgentPolicy:
         if cfg.discrete:
             return int(self.rng.integers(cfg.action_dim))
         return self.rng.uniform(cfg.action_space["low"], cfg.action_space["high"]).astype(np.float32)
+
+
+def check_target_return(value: Any) -> float:
+    """A Decision Transformer's target return as a float, or an :class:`InputError` (not one number, NaN, or infinite in float32)."""
+    if np.ndim(value) != 0:
+        raise InputError(f"target_return must be one finite number, got {value!r}.")
+    return float(finite_float32(value, "target_return"))
 
 
 class RandomPolicy:

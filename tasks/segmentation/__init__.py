@@ -27,19 +27,21 @@ from .data import (
     region_bounds,
     split_cases,
 )
+from .inference import SegmentationInferer
 from .metrics import SegmentationMetrics
-from .modeling import PolyheadForSegmentation, SegmentationOutput, sliding_window_logits
+from .modeling import PolyheadForSegmentation, SegmentationAdapter, SegmentationOutput
 from .processing import SegmentationProcessor, load_volume
 
 __all__ = [
+    "SegmentationAdapter",
     "SegmentationConfig",
+    "SegmentationInferer",
     "SegmentationMetrics",
     "SegmentationOutput",
     "SegmentationProcessor",
     "SegmentationTask",
     "PolyheadForSegmentation",
     "load_volume",
-    "sliding_window_logits",
 ]
 
 AutoConfig.register(SegmentationConfig.model_type, SegmentationConfig)
@@ -49,17 +51,14 @@ AutoFeatureExtractor.register(SegmentationConfig, SegmentationProcessor)
 _SPLITS = ("cases", "regions")
 
 
-class _SlidingWindowModel(torch.nn.Module):
-    """Whole volumes through a patch-only model (an ONNX Runtime session), without loss."""
+def _data_source(data_section: Mapping[str, Any]) -> Any:
+    """The Decathlon folder ``data.source`` names (``data.root``: the older name; ``source`` wins), or ``None`` (embedded)."""
+    return data_section.get("source", data_section.get("root"))
 
-    def __init__(self, model: Any) -> None:
-        super().__init__()
-        self.model = model
-        self.config = model.config
 
-    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None) -> SegmentationOutput:
-        logits = sliding_window_logits(lambda patches: self.model(pixel_values=patches).logits, pixel_values, self.config)
-        return SegmentationOutput(logits=logits)
+def _uses_dataset(data_section: Mapping[str, Any]) -> bool:
+    """``data.dataset`` (a ``datasets`` dataset) is read unless a folder is named by ``data.source`` (``polyhead evaluate --data``)."""
+    return "dataset" in data_section and "source" not in data_section
 
 
 @register_task("segmentation")
@@ -69,16 +68,14 @@ class SegmentationTask(Task):
     name = "segmentation"
     pipeline_task = "segmentation"
     domain = "medical-imaging"
-    config_class = SegmentationConfig
-    model_class = PolyheadForSegmentation
+    models = (PolyheadForSegmentation,)
     processor_class = SegmentationProcessor
     default_config = "segmentation/swin_tiny_brain.py"
     best_metric = "dice"
     greater_is_better = True
-    data_source_option = "root"
-    eval_batch_size = 1  # whole volumes of different sizes
+    #: ``source``: a Decathlon folder (``root`` is its older name, still read); ``dataset``: a ``datasets`` dataset
     data_options = (
-        "root", "dataset", "split", "val_fraction", "test_fraction", "region_axis", "region_margin",
+        "source", "root", "dataset", "split", "val_fraction", "test_fraction", "region_axis", "region_margin",
         "patches_per_volume", "cache_volumes", "seed",
     )
 
@@ -86,26 +83,23 @@ class SegmentationTask(Task):
         """Label names and channels come from the data's ``dataset.json`` unless the model section sets them."""
         self.check_data_section(data_section)
         section = dict(model_section)
-        if "dataset" not in data_section:
-            folder = read_msd_folder(data_section.get("root"))
+        if not _uses_dataset(data_section):
+            folder = read_msd_folder(_data_source(data_section))
             section.setdefault("labels", folder.labels)
-            section.setdefault("in_channels", folder.in_channels)
-            backbone = dict(section.get("backbone") or {})
-            if backbone:
-                backbone.setdefault("in_channels", section["in_channels"])
-                section["backbone"] = backbone
+            section.setdefault("in_channels", folder.in_channels)  # the config fills the backbone's in_channels from it
         return SegmentationConfig.from_model_section(section)
 
     def build_processor(self, config: SegmentationConfig) -> SegmentationProcessor:
         return SegmentationProcessor.from_config(config)
 
     def _cases(self, data_section: Mapping[str, Any], config: SegmentationConfig) -> tuple[list[Case], str]:
-        if "dataset" in data_section:
+        if _uses_dataset(data_section):
             return read_nifti_dataset(data_section["dataset"]), "datasets"
-        folder = read_msd_folder(data_section.get("root"))
+        source = _data_source(data_section)
+        folder = read_msd_folder(source)
         if folder.labels != config.labels:
             raise ConfigError(f"The model's labels {config.labels} differ from the data's {folder.labels} (dataset.json).")
-        return folder.cases, str(data_section.get("root") or EMBEDDED_ROOT)
+        return folder.cases, str(source or EMBEDDED_ROOT)
 
     def build_data(self, data_section: Mapping[str, Any], config: SegmentationConfig) -> TaskData:
         self.check_data_section(data_section)
@@ -140,6 +134,7 @@ class SegmentationTask(Task):
             validation=SegmentationVolumes(groups["validation"], processor, cache_volumes=cache),
             test=SegmentationVolumes(groups["test"], processor, cache_volumes=cache),
             description={"source": source, "split": split, "splits": describe(groups), "labels": config.labels},
+            eval_batch_size=1,  # whole volumes of different sizes
         )
 
     def build_metrics(self, config: SegmentationConfig) -> SegmentationMetrics:
@@ -162,16 +157,17 @@ class SegmentationTask(Task):
             latency_repeats=5,
         )
 
-    def evaluation_model(self, model: Any) -> Any:
-        """ONNX Runtime sees patches only: stitch its patch predictions with the sliding window."""
-        return _SlidingWindowModel(model) if getattr(model, "is_onnx", False) else model
+    def inferer(self, config: SegmentationConfig) -> SegmentationInferer:
+        """Whole volumes through the patch network: MONAI's sliding window with the config's settings."""
+        return SegmentationInferer(config)
 
     @classmethod
-    def example_config(cls) -> SegmentationConfig:
-        return SegmentationConfig(
+    def example_configs(cls) -> list[SegmentationConfig]:
+        return [SegmentationConfig(
             patch_size=[32, 32, 32],
             sw_overlap=0.0,
             # ConvNeXt keeps the registry-wide export tests fast; the Swin default is exported by the pipeline tests
             backbone={"type": "convnext", "depths": [1, 1, 1, 1], "dims": [8, 16, 16, 32]},
-            head={"type": "unetr_decoder", "feature_size": 8, "identity_skip_levels": [4]},
-        )
+            # the coarsest map (one voxel of a 32^3 patch) skips its instance-normed block, on any backbone (Swin-UNETR style)
+            head={"type": "unetr_decoder", "feature_size": 8, "identity_skip_levels": [-1]},
+        )]

@@ -5,13 +5,22 @@ from __future__ import annotations
 import dataclasses
 
 from polyhead.configuration import PolyheadConfig
-from polyhead.errors import ConfigError
+from polyhead.errors import ConfigError, UnknownNameError
+from polyhead.registry import BACKBONES, get
 from polyhead.validation import check_positive
 
 __all__ = ["SegmentationConfig", "BLEND_MODES", "INTENSITY_MODES"]
 
 BLEND_MODES = ("gaussian", "constant")
 INTENSITY_MODES = ("percentiles", "range", "zscore")
+
+
+def _is_pyramid(backbone_type: object) -> bool:
+    """Whether ``backbone_type`` names a pyramid backbone (an unknown name fails later, with the known ones)."""
+    try:
+        return get(BACKBONES, backbone_type).kind == "pyramid"
+    except UnknownNameError:
+        return True
 
 
 def _default_backbone() -> dict:
@@ -30,7 +39,8 @@ class SegmentationConfig(PolyheadConfig):
     """Configuration of :class:`PolyheadForSegmentation`.
 
     Attributes:
-        backbone: a pyramid backbone, ``{"type": "swin" | "convnext", "spatial_dims": 3, ...}``.
+        backbone: a pyramid backbone, ``{"type": "swin" | "convnext", "spatial_dims": 3, ...}``;
+            ``spatial_dims`` (3) and ``in_channels`` are filled in when omitted.
         head: ``{"type": "unetr_decoder", "feature_size": ...}``.
         labels: label names, index = label value; ``labels[0]`` is the background.
         in_channels: image channels (modalities), ``C``.
@@ -42,7 +52,8 @@ class SegmentationConfig(PolyheadConfig):
             (fixed window, CT) or ``{"mode": "zscore"}`` (over non-zero voxels).
         crop_foreground: crop to the non-zero bounding box (plus ``foreground_margin``
             voxels) before the network; the prediction is padded back.
-        sw_overlap / sw_blend_mode / sw_batch_size: sliding-window inference settings.
+        sw_overlap / sw_blend_mode / sw_batch_size: sliding-window settings of the task's inferer
+            (:class:`~polyhead.tasks.segmentation.inference.SegmentationInferer`).
     """
 
     model_type = "polyhead-segmentation"
@@ -87,9 +98,10 @@ class SegmentationConfig(PolyheadConfig):
         self.backbone = dict(self.backbone)
         if self.backbone.get("spatial_dims", 3) != 3:
             raise ConfigError(f"The segmentation task is 3D: backbone.spatial_dims must be 3, got {self.backbone['spatial_dims']!r}.")
-        self.backbone.setdefault("spatial_dims", 3)
-        self.backbone.setdefault("in_channels", self.in_channels)
-        if self.backbone["in_channels"] != self.in_channels:
+        if _is_pyramid(self.backbone.get("type")):  # the volumes' layout; the adapter refuses (and names) any other kind
+            self.backbone.setdefault("spatial_dims", 3)
+            self.backbone.setdefault("in_channels", self.in_channels)
+        if self.backbone.get("in_channels", self.in_channels) != self.in_channels:
             raise ConfigError(f"backbone.in_channels ({self.backbone['in_channels']}) differs from in_channels ({self.in_channels}).")
         super().__post_init__(**kwargs)
         self.id2label = dict(enumerate(self.labels))

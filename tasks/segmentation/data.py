@@ -75,7 +75,7 @@ def read_msd_folder(root: str | os.PathLike | None) -> MSDFolder:
     folder = _embedded_root() if root in (None, EMBEDDED_ROOT) else Path(root)
     meta_path = folder / "dataset.json"
     if not folder.is_dir():
-        raise DataError(f"data.root {folder} is not a folder; expected a Medical Segmentation Decathlon folder (dataset.json, imagesTr/, labelsTr/).")
+        raise DataError(f"data.source {folder} is not a folder; expected a Medical Segmentation Decathlon folder (dataset.json, imagesTr/, labelsTr/).")
     if not meta_path.is_file():
         raise DataError(f"{folder} has no dataset.json; expected the Medical Segmentation Decathlon layout (dataset.json, imagesTr/, labelsTr/).")
     try:
@@ -209,9 +209,14 @@ class SegmentationPatches(Dataset):
 
 
 class SegmentationVolumes(Dataset):
-    """Whole preprocessed volumes for evaluation: ``{"pixel_values": (C, *S), "labels": (1, *S)}``."""
+    """Whole preprocessed volumes for evaluation: ``{"pixel_values": (C, *S), "labels": (1, *S)}``.
+
+    Attributes:
+        cases: the volumes, in order; a region split's ``Case.region`` says which slab of each.
+    """
 
     def __init__(self, cases: Sequence[Case], processor: SegmentationProcessor, *, cache_volumes: int) -> None:
+        self.cases = list(cases)
         self.volumes = _VolumeCache(cases, processor, cache_volumes)
 
     def __len__(self) -> int:

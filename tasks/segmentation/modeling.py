@@ -1,33 +1,34 @@
-"""``PolyheadForSegmentation``: pyramid backbone -> UNETR decoder, patches in, logits out.
+"""``PolyheadForSegmentation``: a 3-D pyramid backbone + :class:`SegmentationAdapter` (UNETR decoder).
 
-The network sees patches of ``config.patch_size``. Any other input size goes through
-MONAI's ``sliding_window_inference`` (overlap and blending from the config), the same
-stitching the pipeline runs on top of the ONNX Runtime graph.
+The network is the patch network: ``(N, C, *patch_size)`` voxels in, ``(N, K, *patch_size)``
+logits out, in training, in evaluation and in the exported ONNX graph alike. Whole volumes are
+stitched from patches outside it, by the task's inferer (:mod:`.inference`, MONAI's
+``SlidingWindowInferer``), on PyTorch and ONNX Runtime models alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from monai.inferers import sliding_window_inference
 from transformers.utils import ModelOutput
 
-from polyhead.backbones._base import PyramidBackbone
+from polyhead.adapters import Embedded, TaskAdapter
+from polyhead.backbones import BackboneSpec
 from polyhead.errors import ConfigError, InputError
 from polyhead.heads.segmentation import UnetrDecoder
-from polyhead.modeling import PolyheadPreTrainedModel
-from polyhead.registry import BACKBONES, HEADS, build, get
+from polyhead.modeling import PolyheadModel
+from polyhead.registry import HEADS, get
 
 from .configuration import SegmentationConfig
 
-__all__ = ["SegmentationOutput", "PolyheadForSegmentation", "sliding_window_logits"]
+__all__ = ["SegmentationAdapter", "SegmentationOutput", "PolyheadForSegmentation"]
 
 
 @dataclass
 class SegmentationOutput(ModelOutput):
-    """Output of :class:`PolyheadForSegmentation`.
+    """Output of :class:`PolyheadForSegmentation` (patches) and of the task's inferer (whole volumes).
 
     Attributes:
         loss: Dice + cross-entropy; set exactly when ``labels`` is given.
@@ -38,65 +39,88 @@ class SegmentationOutput(ModelOutput):
     logits: torch.Tensor | None = None
 
 
-def sliding_window_logits(
-    predict_patches: Callable[[torch.Tensor], torch.Tensor],
-    volume: torch.Tensor,
-    config: SegmentationConfig,
-    *,
-    overlap: float | None = None,
-    sw_batch_size: int | None = None,
-) -> torch.Tensor:
-    """Logits ``(B, K, *S)`` for volumes ``(B, C, *S)`` of any size from a patch predictor.
+class SegmentationAdapter(TaskAdapter):
+    """Voxel labels from a 3-D pyramid backbone: the patch itself is the decoder's finest level.
 
-    ``predict_patches`` maps ``(N, C, *patch_size)`` to ``(N, K, *patch_size)`` (a PyTorch
-    model or an ONNX Runtime session); volumes smaller than a patch are padded.
-    ``overlap`` / ``sw_batch_size`` override the config's for this call.
+    As in Swin-UNETR (Hatamizadeh et al., "Swin UNETR: Swin Transformers for Semantic
+    Segmentation of Brain Tumors in MRI Images", 2022), the UNETR decoder reads the input patch
+    (``reduction`` 1, Swin-UNETR's ``encoder1``) and every backbone map; its loss is MONAI's
+    Dice + cross-entropy.
+
+    Needs a pyramid backbone with ``spatial_dims=3`` and ``in_channels`` equal to the config's,
+    whose coarsest stride divides ``patch_size``.
     """
-    return sliding_window_inference(
-        volume,
-        roi_size=tuple(config.patch_size),
-        sw_batch_size=sw_batch_size or config.sw_batch_size,
-        predictor=predict_patches,
-        overlap=config.sw_overlap if overlap is None else overlap,
-        mode=config.sw_blend_mode,
-        padding_mode="constant",
-        cval=0.0,
-    )
+
+    accepted_kinds = frozenset({"pyramid"})
+    output_class = SegmentationOutput
+    label_names = ("labels",)
+    head_base = UnetrDecoder
+
+    def __init__(self, config: SegmentationConfig, backbone: BackboneSpec) -> None:
+        super().__init__(config, backbone)
+        if not issubclass(get(HEADS, config.head.get("type")), UnetrDecoder):
+            raise ConfigError(f"The segmentation task needs a segmentation decoder such as 'unetr_decoder', got {config.head['type']!r}.")
+        self.in_channels = int(config.in_channels)
+        self.patch_size = [int(v) for v in config.patch_size]
+        self.labels = list(config.labels)
+        levels = [{"num_chs": config.in_channels, "reduction": 1}, *backbone.feature_info]
+        self.head = self.build_head(config, backbone, feature_info=levels, num_labels=len(config.labels), spatial_dims=3)
+
+    @classmethod
+    def check_backbone(cls, config: SegmentationConfig, backbone: BackboneSpec) -> None:
+        super().check_backbone(config, backbone)
+        name = config.backbone.get("type", "?")
+        if backbone.spatial_dims != 3 or backbone.in_channels != config.in_channels:
+            raise ConfigError(
+                f"{cls.__name__} needs a 3-D pyramid backbone (spatial_dims=3) with in_channels={config.in_channels}; "
+                f"the {name!r} backbone has spatial_dims={backbone.spatial_dims}, in_channels={backbone.in_channels}."
+            )
+        if any(size % backbone.size_divisor for size in config.patch_size):
+            raise ConfigError(
+                f"patch_size {list(config.patch_size)} must be multiples of the backbone's coarsest stride {backbone.size_divisor} "
+                f"(the {name!r} backbone needs a patch it can divide)."
+            )
+
+    def embed(self, pixel_values: torch.Tensor) -> Embedded:
+        if pixel_values.dim() != 5 or pixel_values.shape[1] != self.in_channels:
+            raise InputError(f"pixel_values must be (B, {self.in_channels}, D, H, W), got shape {tuple(pixel_values.shape)}.")
+        if list(pixel_values.shape[2:]) != self.patch_size:
+            raise InputError(
+                f"The network takes patches of patch_size {self.patch_size}, got spatial size {list(pixel_values.shape[2:])}; "
+                "whole volumes go through the sliding window: SegmentationTask().inferer(config)(model, {'pixel_values': volume}) "
+                "or polyhead.pipeline('segmentation')."
+            )
+        return Embedded(x=pixel_values)
+
+    def predict(self, features: Sequence[torch.Tensor], embedded: Embedded) -> dict[str, torch.Tensor]:
+        return {"logits": self.head([embedded.x, *features])}  # (N, K, *patch)
+
+    def loss(self, predictions: dict[str, torch.Tensor], embedded: Embedded, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Dice + CE of logits ``(B, K, *S)`` against ``labels`` ``(B, 1, *S)`` or ``(B, *S)`` (patches or stitched volumes)."""
+        if labels.numel() and (labels.min() < 0 or labels.max() >= len(self.labels)):
+            raise InputError(f"labels must be in [0, {len(self.labels) - 1}] ({self.labels}), got values up to {int(labels.max())}.")
+        return self.head.loss(predictions["logits"], labels.long())
+
+    def output(self, predictions: dict[str, torch.Tensor], embedded: Embedded, losses: dict[str, torch.Tensor] | None) -> SegmentationOutput:
+        return SegmentationOutput(loss=None if losses is None else losses["loss"], logits=predictions["logits"])
 
 
-class PolyheadForSegmentation(PolyheadPreTrainedModel):
-    """3D semantic segmentation (Swin-UNETR-style when the backbone is ``swin``).
+class PolyheadForSegmentation(PolyheadModel):
+    """3-D semantic segmentation of patches (Swin-UNETR-style when the backbone is ``swin``).
 
     Example:
         >>> model = PolyheadForSegmentation(SegmentationConfig())
         >>> model(pixel_values=torch.randn(2, 1, 32, 32, 32)).logits.shape
         torch.Size([2, 3, 32, 32, 32])
+        >>> inferer = SegmentationTask().inferer(model.config)     # whole volumes: the sliding window
+        >>> inferer(model, {"pixel_values": torch.randn(1, 1, 40, 45, 33)}).logits.shape
+        torch.Size([1, 3, 40, 45, 33])
     """
 
     config_class = SegmentationConfig
+    adapter_class = SegmentationAdapter
     main_input_name = "pixel_values"
     input_modalities = "image"
-
-    def __init__(self, config: SegmentationConfig) -> None:
-        super().__init__(config)
-        if not issubclass(get(HEADS, config.head.get("type")), UnetrDecoder):
-            raise ConfigError(f"The segmentation task needs a segmentation decoder such as 'unetr_decoder', got {config.head['type']!r}.")
-        backbone_cls = get(BACKBONES, config.backbone.get("type"))
-        if not issubclass(backbone_cls, PyramidBackbone):
-            raise ConfigError(f"Segmentation needs a pyramid backbone (swin, convnext); {config.backbone['type']!r} is a {backbone_cls.kind} backbone.")
-        self.backbone = build(BACKBONES, config.backbone)
-        bad = [s for s in config.patch_size if s % self.backbone.size_divisor]
-        if bad:
-            raise ConfigError(f"patch_size {config.patch_size} must be multiples of the backbone's coarsest stride {self.backbone.size_divisor}.")
-        # the input itself is the finest level of the decoder (Swin-UNETR's encoder1)
-        levels = [{"num_chs": config.in_channels, "reduction": 1}, *self.backbone.feature_info]
-        self.head = build(HEADS, config.head, feature_info=levels, num_labels=len(config.labels), spatial_dims=3)
-        self.post_init()
-
-    def predict_patches(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Logits ``(N, K, *patch)`` for patches ``(N, C, *patch)`` (any multiple of the coarsest stride)."""
-        features = self.backbone(pixel_values).feature_maps
-        return self.head([pixel_values, *features])
 
     def forward(
         self,
@@ -104,27 +128,12 @@ class PolyheadForSegmentation(PolyheadPreTrainedModel):
         labels: torch.Tensor | None = None,
         return_dict: bool | None = None,
     ) -> SegmentationOutput:
-        """Segment a batch of volumes.
+        """Segment a batch of patches.
 
         Args:
-            pixel_values: ``(B, C, D, H, W)`` preprocessed volumes; patch-sized inputs go
-                straight through the network, others through the sliding window.
-            labels: ``(B, 1, D, H, W)`` or ``(B, D, H, W)`` label values; when given, ``loss`` is computed.
+            pixel_values: ``(N, C, *patch_size)`` preprocessed patches.
+            labels: ``(N, 1, *patch_size)`` or ``(N, *patch_size)`` label values; when given, ``loss`` is computed.
             return_dict: accepted for transformers compatibility; the output is always a
                 :class:`SegmentationOutput`.
         """
-        if pixel_values.dim() != 5 or pixel_values.shape[1] != self.config.in_channels:
-            raise InputError(
-                f"pixel_values must be (B, {self.config.in_channels}, D, H, W), got shape {tuple(pixel_values.shape)}."
-            )
-        is_patch = list(pixel_values.shape[2:]) == self.config.patch_size
-        if is_patch or torch.compiler.is_exporting():
-            logits = self.predict_patches(pixel_values)
-        else:
-            logits = sliding_window_logits(self.predict_patches, pixel_values, self.config)
-        loss = None
-        if labels is not None:
-            if labels.min() < 0 or labels.max() >= len(self.config.labels):
-                raise InputError(f"labels must be in [0, {len(self.config.labels) - 1}] ({self.config.labels}), got values up to {int(labels.max())}.")
-            loss = self.head.loss(logits, labels.long())["loss"]
-        return SegmentationOutput(loss=loss, logits=logits)
+        return self.run({"pixel_values": pixel_values}, {"labels": labels})

@@ -42,21 +42,92 @@ from polyhead.processing import SavesSettingsOnly
 
 from .configuration import SegmentationConfig
 
-__all__ = ["SegmentationProcessor", "NIFTI_SUFFIXES", "load_volume"]
+__all__ = ["SegmentationProcessor", "NIFTI_SUFFIXES", "MAX_EXACT_INTEGER", "check_affine", "load_volume"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 VolumeInput = str | os.PathLike | nib.Nifti1Image | np.ndarray | torch.Tensor
 
 
+#: integers beyond this magnitude are not exactly representable as float32 (the model's input type)
+MAX_EXACT_INTEGER = 2**24
+
+
+def _memory_bytes() -> int | None:
+    """This machine's physical memory, where the OS says (``None`` elsewhere)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _too_large(source: str, shape: Sequence[int], *, ran_out: bool = False) -> InputError:
+    voxels = int(np.prod([int(v) for v in shape], dtype=np.float64))
+    gigabytes = voxels * 4 / 1e9
+    memory = _memory_bytes()
+    where = f"this machine's {memory / 1e9:.1f} GB of memory" if memory else "memory"
+    how = "ran out of memory while loading it" if ran_out else f"too large for {where}"
+    return InputError(
+        f"{source} holds a {'x'.join(str(int(v)) for v in shape)} volume ({voxels:,} voxels, {gigabytes:.1f} GB as float32): "
+        f"{how}. Crop or downsample it first."
+    )
+
+
+def check_affine(affine: Any, source: str = "the volume") -> torch.Tensor:
+    """A voxel-to-world matrix as a float64 ``(4, 4)`` tensor: finite, with an invertible 3x3 part.
+
+    Raises:
+        InputError: it is not a 4x4 matrix of numbers, holds NaN / infinity, or is singular.
+    """
+    try:
+        matrix = np.asarray(affine.detach().cpu() if isinstance(affine, torch.Tensor) else affine, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"affine must be a 4x4 matrix of numbers (voxel to world, mm), got {affine!r:.80}.") from None
+    if matrix.shape != (4, 4):
+        raise InputError(f"affine must be a 4x4 matrix, got shape {matrix.shape}.")
+    if not np.isfinite(matrix).all():
+        raise InputError(f"The affine of {source} holds NaN or infinite values: {matrix.tolist()}.")
+    if np.linalg.matrix_rank(matrix[:3, :3]) < 3:
+        raise InputError(
+            f"The affine of {source} is singular (its 3x3 part {matrix[:3, :3].tolist()} has no inverse): "
+            "a voxel grid needs a non-zero size along each axis."
+        )
+    return torch.as_tensor(matrix)
+
+
+def _to_float32(array: np.ndarray, source: str) -> torch.Tensor:
+    """A real-valued array -> float32 tensor, integers exactly (beyond 2**24 they are refused, never rounded)."""
+    if array.dtype.kind not in "iuf":
+        raise InputError(
+            f"A volume must hold real numbers (integers or floats), got dtype {array.dtype} ({source})"
+            + ("; pass masks as uint8." if array.dtype.kind == "b" else ".")
+        )
+    if array.dtype.kind in "iu" and array.size and (int(array.max()) > MAX_EXACT_INTEGER or int(array.min()) < -MAX_EXACT_INTEGER):
+        raise InputError(
+            f"{source} holds integers up to {int(np.abs(array).max())}; beyond 2**24 ({MAX_EXACT_INTEGER}) they are not "
+            "exactly representable as float32, the model's input type. Rescale the volume (e.g. to float) first."
+        )
+    try:
+        return torch.from_numpy(np.asarray(array, dtype=np.float32))
+    except MemoryError:
+        raise _too_large(source, array.shape, ran_out=True) from None
+
+
 def _from_nibabel(image: nib.spatialimages.SpatialImage, source: str) -> MetaTensor:
-    data = np.asanyarray(image.dataobj)
+    shape = tuple(int(v) for v in image.shape)
+    memory = _memory_bytes()
+    if memory and np.prod(shape, dtype=np.float64) * 4 > memory:  # the header promises more than memory holds
+        raise _too_large(source, shape)
+    try:
+        data = np.asanyarray(image.dataobj)
+    except MemoryError:
+        raise _too_large(source, shape, ran_out=True) from None
     if data.ndim == 4:  # NIfTI stores channels (modalities) last
         data = np.moveaxis(data, -1, 0)
     elif data.ndim == 3:
         data = data[None]
     else:
         raise InputError(f"{source} holds a {data.ndim}-D image; a 3D volume (or 4D with channels last) was expected.")
-    return MetaTensor(torch.as_tensor(np.asarray(data, dtype=np.float32)), affine=torch.as_tensor(image.affine, dtype=torch.float64), meta={"filename_or_obj": source})
+    return MetaTensor(_to_float32(data, source), affine=check_affine(image.affine, source), meta={"filename_or_obj": source})
 
 
 def load_volume(volume: VolumeInput, *, affine: np.ndarray | None = None) -> MetaTensor:
@@ -64,6 +135,12 @@ def load_volume(volume: VolumeInput, *, affine: np.ndarray | None = None) -> Met
 
     A numpy array or tensor has no grid of its own: it is taken as RAS with 1 mm voxels
     unless ``affine`` (4x4) is given; a 3D array is one channel, a 4D one is channels first.
+    Integer volumes (any width) are converted to float32 exactly; integers beyond ``2**24``,
+    booleans, complex numbers, strings and objects are refused, as are affines that are not
+    finite and invertible, and volumes larger than the machine's memory.
+
+    Raises:
+        InputError: any of the above, or a file that is not readable NIfTI.
     """
     if isinstance(volume, (str, os.PathLike)):
         path = Path(volume)
@@ -77,29 +154,36 @@ def load_volume(volume: VolumeInput, *, affine: np.ndarray | None = None) -> Met
         except InputError:
             raise
         except Exception as exc:  # nibabel raises many types for truncated or foreign files
-            raise InputError(f"{path} could not be read as NIfTI: {exc}") from exc
+            raise InputError(f"{path} could not be read as NIfTI: {type(exc).__name__}: {exc}") from exc
     if isinstance(volume, nib.spatialimages.SpatialImage):
         return _from_nibabel(volume, "nibabel image")
     if isinstance(volume, MetaTensor):
         tensor = volume if volume.dim() == 4 else volume[None] if volume.dim() == 3 else None
         if tensor is None:
             raise InputError(f"A MetaTensor volume must be (D, H, W) or (C, D, H, W), got shape {tuple(volume.shape)}.")
-        return MetaTensor(tensor.as_tensor().float(), affine=tensor.affine.clone(), meta={"filename_or_obj": "MetaTensor"})
+        values = tensor.as_tensor().detach().cpu()
+        values = values.float() if values.is_floating_point() else _to_float32(values.numpy(), "the MetaTensor")
+        return MetaTensor(values, affine=check_affine(tensor.affine, "the MetaTensor"), meta={"filename_or_obj": "MetaTensor"})
     if isinstance(volume, (np.ndarray, torch.Tensor)):
-        array = torch.as_tensor(np.asarray(volume) if isinstance(volume, np.ndarray) else volume.detach().cpu())
-        if array.dim() == 3:
+        if isinstance(volume, torch.Tensor):
+            tensor = volume.detach().cpu()
+            if tensor.dtype in (torch.bfloat16, torch.float16):  # no numpy bfloat16: widen (exactly) first
+                tensor = tensor.float()
+            if tensor.is_complex() or tensor.dtype == torch.bool:
+                raise InputError(f"A volume must hold real numbers (integers or floats), got dtype {tensor.dtype} (tensor).")
+            array = tensor.numpy()
+        else:
+            array = volume
+        if array.ndim == 3:
             array = array[None]
-        if array.dim() != 4:
+        if array.ndim != 4:
             raise InputError(
                 f"A volume must be 3D (D, H, W) or 4D channels-first (C, D, H, W); got shape {tuple(array.shape)} "
                 "(a 2D image cannot go through a 3D model)."
             )
-        if not (array.is_floating_point() or array.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)):
-            raise InputError(f"A volume must hold numbers, got dtype {array.dtype}.")
-        matrix = torch.eye(4, dtype=torch.float64) if affine is None else torch.as_tensor(np.asarray(affine), dtype=torch.float64)
-        if matrix.shape != (4, 4):
-            raise InputError(f"affine must be a 4x4 matrix, got shape {tuple(matrix.shape)}.")
-        return MetaTensor(array.float(), affine=matrix, meta={"filename_or_obj": "array"})
+        values = _to_float32(array, "the array")
+        matrix = torch.eye(4, dtype=torch.float64) if affine is None else check_affine(affine, "the array")
+        return MetaTensor(values, affine=matrix, meta={"filename_or_obj": "array"})
     raise InputError(
         f"Cannot segment a {type(volume).__name__}: pass a NIfTI path, a nibabel image, a numpy volume or a MONAI MetaTensor."
     )

@@ -72,7 +72,9 @@ def test_bad_configs(kwargs, match):
 
 def test_bad_inputs():
     enc = _encoder()
-    with pytest.raises(InputError, match=r"Expected tokens of shape \(batch, time, 16\)"):
+    with pytest.raises(InputError, match=r"ConformerEncoder takes tokens of shape \(batch, time, 16\)"):
         enc(torch.randn(2, 5, 8))
+    with pytest.raises(InputError, match="cannot attend causally"):
+        enc(torch.randn(2, 5, 16), is_causal=True)
     with pytest.raises(InputError, match="padding_mask must have shape"):
         enc(torch.randn(2, 5, 16), torch.zeros(2, 4, dtype=torch.bool))

@@ -25,17 +25,30 @@ def test_options_shapes(position, norm):
 
 @pytest.mark.parametrize("position", ["learned", "rotary"])
 def test_causal_ignores_the_future(position):
-    enc = _encoder(causal=True, position=position)
+    enc = _encoder(position=position)
     x = torch.randn(2, 12, 16)
     y = x.clone()
     y[:, 8:] = torch.randn(2, 4, 16)
-    a, b = enc(x).feature_maps[0], enc(y).feature_maps[0]
+    a, b = enc(x, is_causal=True).feature_maps[0], enc(y, is_causal=True).feature_maps[0]
     torch.testing.assert_close(a[:, :8], b[:, :8])
     assert not torch.allclose(a[:, 8:], b[:, 8:])
 
 
+def test_causality_is_a_per_call_choice_of_one_encoder():
+    """The same weights serve a causal task and a bidirectional one: nothing is fixed at build time."""
+    enc = _encoder()
+    x = torch.randn(1, 12, 16)
+    causal, bidirectional = enc(x, is_causal=True).feature_maps[0], enc(x).feature_maps[0]
+    torch.testing.assert_close(causal[:, :1], enc(x[:, :1]).feature_maps[0])  # causally, the first token sees only itself
+    assert not torch.allclose(causal[:, 0], bidirectional[:, 0])
+    with pytest.raises(ConfigError, match="unknown option 'causal'"):
+        from polyhead import registry
+
+        registry.build(registry.BACKBONES, {"type": "transformer", "dim": 16, "num_heads": 2, "causal": True})
+
+
 def test_bidirectional_sees_the_future():
-    enc = _encoder(causal=False)
+    enc = _encoder()
     x = torch.randn(1, 12, 16)
     y = x.clone()
     y[:, -1] = torch.randn(1, 16)  # (a constant shift would vanish in the pre-norm)
@@ -44,16 +57,16 @@ def test_bidirectional_sees_the_future():
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_padding_mask_hides_padded_tokens(causal):
-    enc = _encoder(causal=causal, position="rotary")
+    enc = _encoder(position="rotary")
     x = torch.randn(2, 10, 16)
     mask = torch.zeros(2, 10, dtype=torch.bool)
     mask[:, 7:] = True
     y = x.clone()
     y[:, 7:] = 100 * torch.randn(2, 3, 16)  # change only padded tokens
-    a, b = enc(x, mask).feature_maps[0], enc(y, mask).feature_maps[0]
+    a, b = enc(x, mask, is_causal=causal).feature_maps[0], enc(y, mask, is_causal=causal).feature_maps[0]
     torch.testing.assert_close(a[:, :7], b[:, :7])
     # same as running the unpadded sequence
-    torch.testing.assert_close(a[:, :7], enc(x[:, :7]).feature_maps[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a[:, :7], enc(x[:, :7], is_causal=causal).feature_maps[0], atol=1e-5, rtol=1e-5)
     assert torch.isfinite(a).all()
 
 
@@ -129,15 +142,15 @@ def test_gru_gates_start_near_the_identity_map():
 
 def test_gru_encoder_is_causal_and_trains():
     torch.manual_seed(0)
-    enc = TransformerEncoder(dim=16, depth=2, num_heads=2, max_length=8, causal=True, residual="gru", dropout=0.0)
+    enc = TransformerEncoder(dim=16, depth=2, num_heads=2, max_length=8, residual="gru", dropout=0.0)
     assert {"blocks.0.gate1.w.weight", "blocks.0.gate2.u_g.weight"} <= set(enc.state_dict())
     x = torch.randn(1, 6, 16, requires_grad=True)
-    out = enc(x).feature_maps[0]
+    out = enc(x, is_causal=True).feature_maps[0]
     out[0, 2].sum().backward()
     assert x.grad[0, 3:].abs().sum() == 0 and x.grad[0, :3].abs().sum() > 0  # no peeking at later tokens
     mask = torch.zeros(1, 6, dtype=torch.bool)
     mask[0, :2] = True
-    assert torch.isfinite(enc(x, padding_mask=mask).feature_maps[0]).all()
+    assert torch.isfinite(enc(x, padding_mask=mask, is_causal=True).feature_maps[0]).all()
 
 
 def test_gru_residual_bad_options():

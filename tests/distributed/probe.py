@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-import polyhead
+import polyhead  # noqa: F401  (registers the tasks)
 from polyhead import registry
 from polyhead.config import load_config
 from polyhead.training import Trainer, TrainingArguments
@@ -47,7 +47,7 @@ def main(out_dir: str, batch_size: int, grad_accum: int) -> None:
     data = task.build_data(cfg.data.to_dict(), config)
     train = RecordingDataset(data.train)
     torch.manual_seed(0)
-    model = task.model_class(config)
+    model = task.build_model(config)
     args = TrainingArguments.from_section({
         **cfg.train.to_dict(), "batch_size": batch_size, "grad_accum": grad_accum, "max_steps": 6, "eval_every": 3, "scheduler": "constant",
     })

@@ -1,4 +1,4 @@
-"""The CTC head: logits, F.ctc_loss with padded labels, greedy decoding, argument checks."""
+"""The CTC head and ``ctc_loss``: logits, F.ctc_loss with padded labels and output lengths, greedy decoding, argument checks."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from polyhead.errors import ConfigError, InputError
 from polyhead.heads import CTCHead, ctc_collapse, ctc_greedy_decode
+from polyhead.heads.ctc import ctc_loss
 
 INFO = [{"num_chs": 8, "reduction": 1}]
 
@@ -27,14 +28,18 @@ def test_loss_matches_ctc_loss_and_ignores_label_padding():
     logits = torch.randn(2, 10, 5)
     labels = torch.tensor([[1, 2, 2, 3], [4, 1, -100, -100]])
     lengths = torch.tensor([10, 7])
-    got = head.loss(logits, labels, lengths)["loss"]
+    got = ctc_loss(logits, labels, lengths)
     log_probs = F.log_softmax(logits, dim=-1).transpose(0, 1)
     want = F.ctc_loss(log_probs, torch.tensor([1, 2, 2, 3, 4, 1]), lengths, torch.tensor([4, 2]), blank=0, reduction="mean")
     torch.testing.assert_close(got, want)
     # what lies in padded frames does not matter
     noisy = logits.clone()
     noisy[1, 7:] = torch.randn(3, 5) * 50
-    torch.testing.assert_close(head.loss(noisy, labels, lengths)["loss"], got)
+    torch.testing.assert_close(ctc_loss(noisy, labels, lengths), got)
+    # the head's own loss: every frame valid
+    full = F.ctc_loss(log_probs, torch.tensor([1, 2, 2, 3, 4, 1]), torch.tensor([10, 10]), torch.tensor([4, 2]), blank=0, reduction="mean")
+    torch.testing.assert_close(head.loss(logits, labels)["loss"], full)
+    torch.testing.assert_close(ctc_loss(logits, labels), full)
 
 
 def test_impossible_alignment_is_zeroed_not_inf():

@@ -44,8 +44,8 @@ def test_body_says_what_the_files_measured(exported_dir):
     model = polyhead.AutoModel.from_pretrained(exported_dir)
 
     # the parts and their sizes, counted on the real model
-    for part in ("backbone", "head"):
-        assert f"{sum(p.numel() for p in getattr(model, part).parameters()):,} |" in text
+    for part in (model.backbone, model.adapter.head, model.adapter.stem):
+        assert f"{sum(p.numel() for p in part.parameters()):,} |" in text
     assert f"**{sum(p.numel() for p in model.parameters()):,}**" in text
     assert "| backbone | `transformer` |" in text and "`num_heads=4`" in text
     # the data and split, the metrics beside the baseline
@@ -61,8 +61,8 @@ def test_body_says_what_the_files_measured(exported_dir):
     first = report["parity"][0]["outputs"]["prediction"]
     assert f"| `prediction` | {first['max_abs_diff']:.3g} | {first['max_rel_diff']:.3g} | yes |" in text
     assert f"atol={report['tolerance']['atol']}" in text
-    assert "polyhead train training_config.py" in text
-    assert (exported_dir / "training_config.py").read_text().strip() in text
+    assert "polyhead train training_config.json" in text
+    assert json.dumps(json.loads((exported_dir / "training_config.json").read_text()), indent=2) in text
     assert "## Limitations" in text
 
 
@@ -77,11 +77,14 @@ def test_card_of_a_dir_without_metrics_or_onnx(tmp_path):
     assert card.data.library_name == "polyhead" and card.data.datasets is None
 
 
-def test_hub_section_of_the_config_is_read_without_running_it(model_dir):
-    config = model_dir / "training_config.py"
-    config.write_text(config.read_text() + "hub = dict(license='mit', tags=['co2', 'forecasting'])\n"
-                      "raise SystemExit('the card must not execute training_config.py')\n")
+def test_hub_section_of_the_config_is_read_without_running_it(model_dir, tmp_path):
+    config = model_dir / "training_config.json"
+    sections = json.loads(config.read_text())
+    config.write_text(json.dumps({**sections, "hub": {"license": "mit", "tags": ["co2", "forecasting"]}}))
+    marker = tmp_path / "pwned"
+    (model_dir / "training_config.py").write_text(f"_pwn = __import__('pathlib').Path({str(marker)!r}).touch()\n")
     card = render_card(model_dir)
+    assert not marker.exists(), "a Python file in the model folder was executed"
     assert card.data.license == "mit"
     assert card.data.tags == ["forecasting", "time-series", "transformer", "forecast", "co2"]
     assert render_card(model_dir, license="cc-by-4.0").data.license == "cc-by-4.0"
@@ -90,7 +93,8 @@ def test_hub_section_of_the_config_is_read_without_running_it(model_dir):
 def test_write_card_and_refusals(model_dir, tmp_path):
     path = write_card(model_dir, repo_id="org/name")
     assert path == model_dir / CARD_NAME and ModelCard.load(path).data.model_name == "name"
-    assert not [p for p in model_dir.iterdir() if p.name.startswith(".")], "temporary file left behind"
+    hidden = [p.name for p in model_dir.iterdir() if p.name.startswith(".")]
+    assert hidden == [".polyhead.json"], f"temporary file left behind: {hidden}"
 
     other = tmp_path / "bert"
     other.mkdir()

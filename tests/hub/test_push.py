@@ -52,10 +52,10 @@ def test_push_then_pull_round_trip(exported_copy, upload, olah, hf, capsys):
     repo = upload.repo("org/roundtrip")
     history = commits(repo)
     assert len(history) == 2 and url.oid == history[0] and url == f"{upload.url}/org/roundtrip/commit/{url.oid}"
-    pushed = sorted(p.name for p in exported_copy.iterdir())
+    pushed = sorted(p.name for p in exported_copy.iterdir() if not p.name.startswith("."))
     assert files_of(repo, url.oid) == pushed  # everything, README.md included, in ONE commit
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "model.onnx", "onnx_report.json",
-            "metrics.json", "training_config.py", CARD_NAME} <= set(pushed)
+            "metrics.json", "training_config.json", CARD_NAME} <= set(pushed)
     assert upload.private["org/roundtrip"] is True
 
     hf.point(olah)
@@ -157,7 +157,7 @@ def test_cli_push(model_dir, upload, hf, monkeypatch, capsys):
     head = branch_head(upload.repo("org/cli"), "main")
     assert f"Pushed {model_dir} to org/cli in one commit: {upload.url}/org/cli/commit/{head}" in out
     assert upload.private["org/cli"] is True
-    assert sorted(files_of(upload.repo("org/cli"), head)) == sorted(p.name for p in model_dir.iterdir())
+    assert sorted(files_of(upload.repo("org/cli"), head)) == sorted(p.name for p in model_dir.iterdir() if not p.name.startswith("."))
 
     assert cli.main(["push", str(model_dir), "org/cli", "--token-env", "UNSET_TOKEN_VAR"]) == 2
     assert "--token-env UNSET_TOKEN_VAR: that environment variable is not set" in capsys.readouterr().err

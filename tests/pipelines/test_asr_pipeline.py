@@ -164,7 +164,7 @@ def test_beam_search_decoding(asr, test_clips):
         (b"", {}, "empty bytes"),
         (np.zeros(0, np.float32), {}, "empty audio clip"),
         (np.array([np.nan, 0.0], np.float32), {}, "NaN or infinite"),
-        (np.zeros(100, np.float32), {"sampling_rate": -5}, "sampling_rate must be a positive integer"),
+        (np.zeros(100, np.float32), {"sampling_rate": -5}, r"sampling_rate must be an integer number of Hz in \[4000, 384000\], got -5"),
         ({"array": np.zeros(10, np.float32)}, {}, "needs an 'array'"),
         (42, {}, "Expected audio as a file path"),
         ("https://example.com/a.wav", {}, "URLs are not fetched"),
@@ -186,3 +186,168 @@ def test_corrupted_and_non_audio_files(asr, tmp_path):
     truncated.write_bytes(clip.read_bytes()[:40])
     with pytest.raises(InputError, match="Could not decode|holds no samples"):
         asr(str(truncated))
+
+
+# -- arguments, rates and amplitudes: polyhead errors that say what was expected ---------------------------------
+
+NOISE = np.random.default_rng(3).normal(0.0, 0.1, 16000).astype(np.float32)
+
+
+def test_sampling_rate_outside_4k_to_384k_is_refused_at_once(asr):
+    """The issue's case: 20000 samples claimed at 1 Hz would be resampled to 5.5 hours (55 s, +2.6 GB)."""
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(InputError, match=r"sampling_rate must be an integer number of Hz in \[4000, 384000\], got 1\b"):
+        asr(np.random.randn(20000).astype("float32") * 0.1, sampling_rate=1)
+    assert time.monotonic() - start < 1
+
+
+@pytest.mark.parametrize("rate", [1, 3999, 384001, 10**9, 16000.0, 16000.5, True, "16000"], ids=repr)
+@pytest.mark.parametrize("form", ["argument", "dict"])
+def test_sampling_rate_must_be_an_integer_in_range(asr, rate, form):
+    with pytest.raises(InputError, match=r"sampling_rate must be an integer number of Hz in \[4000, 384000\], got "):
+        if form == "argument":
+            asr(np.zeros(100, np.float32), sampling_rate=rate)
+        else:
+            asr({"array": np.zeros(100, np.float32), "sampling_rate": rate})
+
+
+@pytest.mark.parametrize("rate", [4000, np.int64(384000)], ids=repr)
+def test_sampling_rates_at_the_bounds_are_accepted(asr, rate):
+    noise = np.random.default_rng(4).normal(0.0, 0.1, int(rate) // 10).astype(np.float32)
+    assert isinstance(asr(noise, sampling_rate=rate)["text"], str)
+
+
+def test_long_audio_is_resampled_in_bounded_blocks():
+    """Block by block (each with the filter's context) gives what torchaudio gives on the whole clip; for coprime
+    rates, whose exact sinc kernel would take a gigabyte (16000 x 16015 floats for 16001 Hz), scipy's polyphase filter."""
+    from scipy.signal import resample_poly
+
+    from polyhead.tasks.asr.processing import resample_audio
+
+    rng = np.random.default_rng(0)
+    for orig, new in [(48000, 16000), (44100, 16000), (8000, 16000), (22050, 16000), (16001, 16000), (383999, 16000)]:
+        audio = rng.normal(0.0, 0.1, orig * 3 + 17).astype(np.float32)
+        if orig % 1000 == 0 or orig % 11025 == 0:
+            whole = resample(torch.from_numpy(audio), orig, new).numpy()
+        else:
+            whole = resample_poly(audio, new, orig).astype(np.float32)
+        blocks = resample_audio(audio, orig, new, block_samples=orig // 2)
+        assert blocks.dtype == np.float32 and blocks.shape == whole.shape, (orig, new)
+        np.testing.assert_allclose(blocks, whole, atol=2e-6, err_msg=f"{orig} -> {new}")
+    assert resample_audio(audio, 16000, 16000) is audio
+
+
+@pytest.mark.slow
+def test_long_audio_peak_memory_does_not_grow_with_length():
+    """Ten minutes at 48 kHz (115 MB): the extra memory is the 16 kHz copy and a few blocks, not a multiple of the input."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import json; from benchmarks.asr_memory import long_audio_peak_memory; "
+        "print(json.dumps(long_audio_peak_memory(600.0, 48000)))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import json
+
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    resampled_mb = result["input_mb"] / 3
+    assert result["peak_growth_mb"] < resampled_mb + 150, result
+
+
+@pytest.mark.parametrize("scale", [1e19, 1e12, -3e11])
+def test_huge_amplitudes_are_refused_not_transcribed_to_empty_text(asr, scale):
+    with pytest.raises(InputError, match=r"samples reach .*\[-1, 1\]"):
+        asr(NOISE * scale)
+    with pytest.raises(InputError, match=r"samples reach .*\[-1, 1\]"):
+        asr(NOISE.astype(np.float64) * scale * 1e280)  # beyond float32 too: still named, not "NaN or infinite"
+
+
+def test_pcm_scaled_float_audio_is_accepted(asr, test_clips):
+    audio = load_audio(test_clips[0][0], 16000)
+    assert _cer(asr(audio * 32767.0)["text"], asr(audio)["text"]) <= 0.1  # integer PCM stored as floats: same words
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"bogus": 1}, r"Unknown pipeline argument\(s\) \['bogus'\]"),
+        ({"max_new_tokens": 5}, r"Unknown pipeline argument\(s\) \['max_new_tokens'\]"),
+        ({"generate_kwargs": {}}, r"Unknown pipeline argument\(s\) \['generate_kwargs'\]"),
+        ({"return_timestamps": "bogus"}, r"return_timestamps must be 'char' or 'word' \(or None\), got 'bogus'"),
+        ({"return_timestamps": True}, r"return_timestamps must be 'char' or 'word' \(or None\), got True"),
+        ({"chunk_length_s": 0}, r"chunk_length_s must be a positive number of seconds, got 0"),
+        ({"chunk_length_s": -5}, r"chunk_length_s must be a positive number of seconds, got -5"),
+        ({"chunk_length_s": "abc"}, r"chunk_length_s must be a positive number of seconds, got 'abc'"),
+        ({"chunk_length_s": float("inf")}, r"chunk_length_s must be a positive number of seconds"),
+        ({"chunk_length_s": True}, r"chunk_length_s must be a positive number of seconds"),
+        ({"chunk_length_s": 1e-6}, r"chunk_length_s=1e-06 is too short"),
+        ({"chunk_length_s": 2, "stride_length_s": -1}, r"stride_length_s must be a non-negative number"),
+        ({"chunk_length_s": 2, "stride_length_s": "x"}, r"stride_length_s must be a non-negative number"),
+        ({"chunk_length_s": 2, "stride_length_s": [0.1, 0.2, 0.3]}, r"stride_length_s must be a non-negative number"),
+        ({"chunk_length_s": 2, "stride_length_s": 1}, r"chunk_length_s=2 is too short.*stride"),
+        ({"stride_length_s": 1}, r"stride_length_s needs chunk_length_s"),
+    ],
+)
+@pytest.mark.parametrize("audio", ["speech", "silence"])
+def test_bad_arguments_are_input_errors(asr, kwargs, message, audio):
+    """Checked before anything runs, for silent input (which skips the model) as for speech."""
+    with pytest.raises(InputError, match=message):
+        asr(NOISE if audio == "speech" else np.zeros(16000, np.float32), **kwargs)
+
+
+def test_legitimate_arguments_still_work(asr):
+    assert set(asr(NOISE, return_timestamps=None)) == {"text"}
+    assert set(asr(NOISE, return_timestamps=False)) == {"text"}
+    assert "chunks" in asr(NOISE, return_timestamps="char")
+    assert "chunks" in asr(NOISE, chunk_length_s=0.5, stride_length_s=(0.1, 0.05), return_timestamps="word", batch_size=2)
+    assert len(asr([NOISE, NOISE], batch_size=2, num_workers=0)) == 2
+
+
+def test_beam_search_takes_word_timestamps_only():
+    beam = polyhead.pipeline(TASK, decoding="beam", beam_size=2)
+    with pytest.raises(InputError, match="beam search gives word timestamps only"):
+        beam(NOISE, return_timestamps="char")
+    with pytest.raises(InputError, match=r"Unknown pipeline argument\(s\) \['bogus'\]"):
+        polyhead.pipeline(TASK, bogus=1)  # at construction too
+
+
+def test_tokenizer_class_is_never_resolved_from_the_file(tmp_path):
+    """A model folder naming any tokenizer_class but the one polyhead saves is refused before anything is imported."""
+    import json
+    import re
+
+    from polyhead.errors import ModelLoadError
+
+    model_dir = tmp_path / "asr"
+    shutil.copytree(default_model_dir(TASK), model_dir)
+    config_file = model_dir / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    for name in ("os.system", "subprocess.Popen", "AutoTokenizer", None):
+        config["tokenizer_class"] = name
+        config_file.write_text(json.dumps(config))
+        with pytest.raises(ModelLoadError, match=rf"tokenizer_class {re.escape(repr(name))}.*Wav2Vec2CTCTokenizer"):
+            polyhead.pipeline(TASK, model=model_dir)
+    config_file.write_text("{not json")
+    with pytest.raises(ModelLoadError, match="tokenizer_config.json .*not valid JSON"):
+        polyhead.pipeline(TASK, model=model_dir)
+    config["tokenizer_class"] = "Wav2Vec2CTCTokenizer"
+    config_file.write_text(json.dumps(config))
+    assert polyhead.pipeline(TASK, model=model_dir)(NOISE)["text"] == polyhead.pipeline(TASK)(NOISE)["text"]
+
+
+@pytest.mark.parametrize(
+    "extra", [{"text": "hello"}, {"foo": 1}, {"array": None, "raw": None}, {"stride": (9000, 9000)}, {"stride": "x"}, {"stride": (-1, 2)}]
+)
+def test_input_dict_with_unknown_keys_is_an_input_error(asr, extra):
+    """A dict's other keys used to flow into the output ('text' then broke it with a raw AttributeError)."""
+    item = {"array": NOISE, "sampling_rate": 16000, **extra}
+    with pytest.raises(InputError, match=r"An input dict needs an 'array' \(or 'raw'\) and a 'sampling_rate'|unknown key|'stride' must be"):
+        asr(item)
+    assert asr({"array": NOISE, "sampling_rate": 16000, "path": "clip.wav"}) == asr(NOISE)  # datasets' Audio dicts
+    assert isinstance(asr({"array": NOISE, "sampling_rate": 8000, "stride": (800, 800)})["text"], str)  # resampled with its stride

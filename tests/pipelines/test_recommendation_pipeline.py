@@ -12,7 +12,7 @@ import polyhead
 from polyhead.errors import InputError
 from polyhead.export import OnnxModel, export_onnx
 from polyhead.pipelines import RecommendationPipeline, default_model_dir
-from polyhead.tasks.recommendation import PolyheadForRecommendation, RecommendationProcessor, RecommendationTask
+from polyhead.tasks.recommendation import PolyheadForCTR, PolyheadForNextItem, RecommendationProcessor, RecommendationTask
 
 HISTORY = [50, 172, 133]
 
@@ -25,6 +25,7 @@ def rec():
 def test_default_model_is_embedded_and_beats_the_baselines(rec):
     assert isinstance(rec, RecommendationPipeline)
     assert rec.model.name_or_path == str(default_model_dir("recommendation"))
+    assert isinstance(rec.model, PolyheadForNextItem) and rec.model.config.model_type == "polyhead-next-item"
     assert rec.model.config.num_items == 1682 and rec.model.config.objective == "next_item"
     metrics = json.loads((default_model_dir("recommendation") / "metrics.json").read_text())
     for name in ("hr@10", "ndcg@10", "mrr"):
@@ -106,8 +107,8 @@ def test_onnx_backend_matches_torch(rec, tmp_path):
 
 
 def test_ctr_model_pipeline(tmp_path):
-    config = RecommendationTask.example_ctr_config()
-    PolyheadForRecommendation(config).save_pretrained(tmp_path)
+    config = RecommendationTask.example_configs()[1]
+    PolyheadForCTR(config).save_pretrained(tmp_path)
     RecommendationProcessor.from_config(config).save_pretrained(tmp_path)
     ctr = polyhead.pipeline("recommendation", model=str(tmp_path))
     row = {"user_id": 3, "item_id": 7, "genre": "Comedy", "age": 24, "year": 1994}
@@ -121,3 +122,28 @@ def test_ctr_model_pipeline(tmp_path):
     with pytest.raises(InputError, match="'age' is numeric"):
         ctr({**row, "age": "24"})
     assert 0.0 < ctr({**row, "genre": "Horror"}, on_unknown="skip")["click_probability"] < 1.0
+
+
+@pytest.mark.parametrize("value", ["no", "False", 0, 1, [], "yes"], ids=repr)
+def test_exclude_history_must_be_a_bool(rec, value):
+    with pytest.raises(InputError, match=rf"exclude_history must be True or False, got {value!r}".replace("[", r"\[").replace("]", r"\]")):
+        rec({"history": HISTORY}, exclude_history=value)
+
+
+def test_exclude_history_false_and_true(rec):
+    import numpy as np
+
+    kept = {r["item_id"] for r in rec({"history": HISTORY}, top_k=1682, exclude_history=False)}
+    assert set(HISTORY) <= kept
+    assert not set(HISTORY) & {r["item_id"] for r in rec({"history": HISTORY}, top_k=1682, exclude_history=np.bool_(True))}
+
+
+def test_next_item_arguments_are_refused_for_a_ctr_model(tmp_path):
+    config = RecommendationTask.example_configs()[1]
+    PolyheadForCTR(config).save_pretrained(tmp_path)
+    RecommendationProcessor.from_config(config).save_pretrained(tmp_path)
+    ctr = polyhead.pipeline("recommendation", model=str(tmp_path))
+    row = {"user_id": 3, "item_id": 7, "genre": "Comedy", "age": 24, "year": 1994}
+    for kwargs in ({"top_k": 3}, {"exclude_history": False}):
+        with pytest.raises(InputError, match=r"next-item .*this is a CTR model"):
+            ctr(row, **kwargs)

@@ -12,7 +12,7 @@ import transformers
 import polyhead
 from polyhead.errors import ConfigError, InputError
 from polyhead.pipelines import ReinforcementLearningPipeline, default_model_dir
-from polyhead.tasks.rl import PolyheadForDecisionMaking, RLFeatureExtractor, RLTask
+from polyhead.tasks.rl import DecisionTransformerConfig, PolyheadForDecisionTransformer, PolyheadForPPO, RLFeatureExtractor, RLTask
 
 gym = pytest.importorskip("gymnasium")
 
@@ -47,6 +47,7 @@ def _play(agent, seed: int = 0, max_steps: int = 150) -> float:
 def test_default_agent_is_embedded_and_plays(agent):
     assert isinstance(agent, ReinforcementLearningPipeline)
     assert agent.model.config.env_id == "CartPole-v1" and agent.model.config.algorithm == "ppo"
+    assert type(agent.model) is PolyheadForPPO and agent.model.config.model_type == "polyhead-ppo"
     assert agent.model.name_or_path == str(default_model_dir("reinforcement-learning"))
     assert _play(agent) == 150  # the embedded agent is trained (random play averages ~22)
 
@@ -94,7 +95,7 @@ def test_transformers_pipeline_and_onnx_backend(tmp_path):
 
 def test_decision_transformer_pipeline_uses_rewards(tmp_path):
     config = RLTask.example_config()
-    model = PolyheadForDecisionMaking(config)
+    model = PolyheadForDecisionTransformer(config)
     model.save_pretrained(tmp_path)
     RLFeatureExtractor.from_config(config).save_pretrained(tmp_path)
     agent = polyhead.pipeline("reinforcement-learning", model=str(tmp_path), target_return=80.0)
@@ -116,6 +117,7 @@ def test_embedded_lunarlander_decision_transformer_lands():
     agent = polyhead.pipeline("reinforcement-learning", model=str(model_dir))
     config = agent.model.config
     assert config.env_id == "LunarLander-v3" and config.algorithm == "decision_transformer" and config.target_return == 280.0
+    assert type(agent.model) is PolyheadForDecisionTransformer and type(config) is DecisionTransformerConfig
     env = gym.make("LunarLander-v3")
     obs, _ = env.reset(seed=1)
     agent.reset()
@@ -131,5 +133,114 @@ def test_embedded_lunarlander_decision_transformer_lands():
 
 
 def test_wrong_model_kind_is_refused():
-    with pytest.raises(ConfigError, match="needs a polyhead-rl model"):
+    with pytest.raises(ConfigError, match="is a polyhead-forecasting model; the 'reinforcement-learning' pipeline needs a model of the 'rl' task"):
         polyhead.pipeline("reinforcement-learning", model=str(default_model_dir("time-series-forecasting")))
+
+
+def _episode_state(agent) -> dict:
+    """Everything a call may change: the context window, the return still to collect, the target."""
+    window = agent.policy.window
+    state = {name: getattr(window, name).clone() for name in ("observations", "actions", "returns_to_go", "timesteps", "attention_mask")}
+    return {**state, "steps": window.steps.copy(), "rtg": agent.policy.returns_to_go.copy(), "target": agent.policy.target_return}
+
+
+def _assert_same_state(before: dict, after: dict) -> None:
+    assert before.keys() == after.keys()
+    for key in before:
+        if isinstance(before[key], torch.Tensor):
+            assert torch.equal(before[key], after[key]), key
+        else:
+            np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+
+
+def test_decision_transformer_refuses_non_finite_rewards_and_targets(tmp_path):
+    """reward=1e300 is finite in float64 but -inf in float32: refused, and the episode's context is left as it was."""
+    config = RLTask.example_config()
+    PolyheadForDecisionTransformer(config).save_pretrained(tmp_path)
+    RLFeatureExtractor.from_config(config).save_pretrained(tmp_path)
+    agent = polyhead.pipeline("reinforcement-learning", model=str(tmp_path), target_return=80.0)
+    obs = np.zeros(4, dtype=np.float32)
+    agent(obs)
+    agent(obs, reward=1.0)
+    before = _episode_state(agent)
+    for reward in (1e300, -1e300, 3.5e38, float("inf"), float("nan")):
+        with pytest.raises(InputError, match="reward.*finite"):
+            agent(obs, reward=reward)
+        _assert_same_state(before, _episode_state(agent))
+    for reward in ("abc", [1.0, 2.0], {"r": 1.0}):
+        with pytest.raises(InputError, match="reward"):
+            agent(obs, reward=reward)
+        _assert_same_state(before, _episode_state(agent))
+    for target in (float("nan"), float("inf"), -float("inf"), 1e300, "abc"):
+        with pytest.raises(InputError, match="target_return"):
+            agent.reset(target_return=target)
+        _assert_same_state(before, _episode_state(agent))  # not reset: the episode goes on with its target
+    with pytest.raises(InputError, match="target_return"):
+        polyhead.pipeline("reinforcement-learning", model=str(tmp_path), target_return=float("nan"))
+    out = agent(obs, reward=1.0)
+    assert out["action"] in (0, 1)
+    assert agent.policy.window.returns_to_go[0, -3:, 0].tolist() == [80.0, 79.0, 78.0]
+    assert torch.isfinite(agent.policy.window.returns_to_go).all()
+
+
+def test_agent_refuses_observations_that_overflow_float32(agent):
+    """1e300 becomes inf in float32; 3e38 is finite but overflows the network to NaN logits: both refused, context kept."""
+    obs = np.array([0.01, 0.02, -0.01, 0.0], dtype=np.float32)
+    agent.reset()
+    agent(obs)
+    before = _episode_state(agent)
+    for bad in (np.full(4, 1e300), [1e300, 0.0, 0.0, 0.0], np.full(4, 3e38, dtype=np.float32), np.full(4, -3e38)):
+        with pytest.raises(InputError, match="finite"):
+            agent(bad)
+        _assert_same_state(before, _episode_state(agent))
+    assert agent(obs)["action"] in (0, 1)
+    assert agent.policy.window.attention_mask[0].tolist() == [0, 0, 1, 1]
+
+
+def test_agent_policy_act_refuses_non_finite_outputs_and_keeps_context():
+    """The rollout path (evaluate / collect) goes through AgentPolicy.act: the same checks, the same rollback."""
+    from polyhead.tasks.rl import AgentPolicy
+
+    model_dir = default_model_dir("reinforcement-learning")
+    model = polyhead.AutoModel.from_pretrained(model_dir).eval()
+    policy = AgentPolicy(model, RLFeatureExtractor.from_pretrained(model_dir))
+    policy.act(np.zeros((1, 4)), None)
+    window = policy.window
+    before = [b.clone() for b in (window.observations, window.actions, window.attention_mask, window.timesteps)]
+    with pytest.raises(InputError, match="finite"):
+        policy.act(np.full((1, 4), 3e38), [1.0])
+    with pytest.raises(InputError, match="reward.*finite"):
+        policy.act(np.zeros((1, 4)), [1e300])
+    after = [window.observations, window.actions, window.attention_mask, window.timesteps]
+    assert all(torch.equal(a, b) for a, b in zip(before, after)) and window.steps.tolist() == [1]
+    with pytest.raises(InputError, match="target_return"):
+        AgentPolicy(model, policy.processor, target_return=float("inf"))
+
+
+def test_rl_config_refuses_non_finite_numbers():
+    """config.json is read back into RLConfig: NaN / infinite statistics would poison every step."""
+    base = RLTask.example_config().to_dict()
+    for key, value in (("target_return", float("nan")), ("target_return", 1e300), ("return_scale", float("inf")),
+                       ("return_scale", float("nan")), ("observation_std", [1.0, float("nan"), 1.0, 1.0]),
+                       ("observation_mean", [0.0, 0.0, float("inf"), 0.0])):
+        with pytest.raises(ConfigError, match=key):
+            type(RLTask.example_config()).from_dict({**base, key: value})
+    continuous = {"type": "box", "shape": [1], "low": [float("nan")], "high": [2.0]}
+    with pytest.raises(ConfigError, match=r"action_space bounds must be numbers with low <= high \(no NaN\)"):
+        type(RLTask.example_config()).from_dict({**base, "action_space": continuous})
+
+
+def test_decision_transformer_acts_the_same_on_onnx(tmp_path):
+    """The rollout (context window, return-to-go, argmax) runs a DT on ONNX Runtime exactly as on PyTorch."""
+    from polyhead.tasks.rl.configuration import space_description
+
+    env = gym.make("CartPole-v1")
+    spaces = {"observation_space": space_description(env.observation_space), "action_space": space_description(env.action_space)}
+    config = DecisionTransformerConfig.from_dict({**RLTask.example_config().to_dict(), **spaces})  # the environment's full spaces
+    torch.manual_seed(0)
+    PolyheadForDecisionTransformer(config).save_pretrained(tmp_path)
+    RLFeatureExtractor.from_config(config).save_pretrained(tmp_path)
+    polyhead.export_onnx(tmp_path)
+    runs = {backend: polyhead.evaluate_agent(tmp_path, episodes=2, seed=0, backend=backend) for backend in ("torch", "onnx")}
+    assert runs["onnx"]["returns"] == runs["torch"]["returns"] and runs["onnx"]["target_return"] == 100.0
+    assert runs["onnx"]["backend"] == "onnx" and runs["onnx"]["algorithm"] == "decision_transformer"

@@ -17,7 +17,8 @@ from polyhead.errors import InputError
 from polyhead.export import export_onnx
 from polyhead.workflows import evaluate_model_dir
 from polyhead.pipelines import SegmentationPipeline, default_model_dir
-from polyhead.tasks.segmentation import SegmentationProcessor
+from polyhead.model_dir import read_training_config
+from polyhead.tasks.segmentation import SegmentationConfig, SegmentationProcessor, SegmentationTask
 
 ASSETS = default_model_dir("segmentation").parent.parent / "assets" / "mni152_2mm"
 
@@ -28,17 +29,19 @@ def _dice(a: np.ndarray, b: np.ndarray, label: int) -> float:
 
 @pytest.fixture(scope="module")
 def test_slab() -> tuple[nib.Nifti1Image, np.ndarray]:
-    """The held-out test region of the embedded template (in the training recipe's split), as its own NIfTI."""
+    """The held-out test region of the embedded template (the training recipe's split, rebuilt from its saved data section), as its own NIfTI."""
+    folder = default_model_dir("segmentation")
     image = nib.load(ASSETS / "imagesTr" / "mni152_2009a.nii.gz")
     labels = np.asanyarray(nib.load(ASSETS / "labelsTr" / "mni152_2009a.nii.gz").dataobj)
-    data = json.loads((default_model_dir("segmentation") / "metrics.json").read_text())["data"]
-    start, stop = (int(v) for v in data["splits"]["test"]["cases"].split("voxels ")[1].rstrip("]").split(":"))
-    processed = SegmentationProcessor.from_pretrained(default_model_dir("segmentation")).preprocess(
-        SegmentationProcessor().load(image)
-    )["image"]
-    offset = round(float(processed.affine[1, 3] - image.affine[1, 3]) / 2.0)  # the foreground crop's first y voxel
-    region = slice(offset + start, offset + stop)
-    return image.slicer[:, region, :], labels[:, region, :]
+    data = SegmentationTask().build_data(read_training_config(folder)["data"], SegmentationConfig.from_pretrained(folder))
+    (case,) = data.test.cases
+    axis, start, stop = case.region  # voxels start:stop along RAS axis `axis` of the preprocessed grid
+    processed = SegmentationProcessor.from_pretrained(folder).preprocess(SegmentationProcessor().load(image))["image"]
+    spacing = float(np.linalg.norm(image.affine[:3, axis]))
+    offset = round(float(processed.affine[axis, 3] - image.affine[axis, 3]) / spacing)  # the foreground crop's first voxel on that axis
+    window = [slice(None)] * 3
+    window[axis] = slice(offset + start, offset + stop)
+    return image.slicer[tuple(window)], labels[tuple(window)]
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +107,7 @@ def test_bad_input(seg, tmp_path):
         seg(np.full((16, 16, 16), np.nan, dtype=np.float32))
     with pytest.raises(InputError, match="output must be a .nii or .nii.gz path"):
         seg(np.zeros((16, 16, 16), dtype=np.float32), output=tmp_path / "mask.png")
-    with pytest.raises(InputError, match=r"sw_overlap must be in \[0, 1\)"):
+    with pytest.raises(InputError, match=r"sw_overlap must be a number in \[0, 1\)"):
         seg(np.zeros((16, 16, 16), dtype=np.float32), sw_overlap=1.0)
     with pytest.raises(InputError, match="sw_batch_size must be a positive integer"):
         seg(np.zeros((16, 16, 16), dtype=np.float32), sw_batch_size=0)
@@ -140,3 +143,108 @@ def test_onnx_backend_stitches_patches_like_pytorch(seg, test_slab, tmp_path):
     evaluated = evaluate_model_dir(model_dir, backend="onnx")
     committed = json.loads((model_dir / "metrics.json").read_text())["test"]
     assert evaluated["metrics"]["dice"] == pytest.approx(committed["dice"], abs=0.005)
+
+
+# -- bad files, affines, dtypes and arguments: every one a polyhead InputError that says what was wrong ----------
+
+VOLUME = np.random.default_rng(1).uniform(0, 100, (12, 12, 12)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("empty.nii", b""), ("empty.nii.gz", b""), ("garbage.nii.gz", b"garbage" * 100), ("garbage.nii", b"\x00\x01garbage" * 100)],
+)
+def test_unreadable_nifti_files_are_input_errors(seg, tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=r"could not be read as NIfTI: .+"):
+        seg(str(path))
+
+
+def _singular() -> np.ndarray:
+    affine = np.eye(4)
+    affine[2, 2] = 0.0
+    return affine
+
+
+def _nan_affine() -> np.ndarray:
+    affine = np.eye(4)
+    affine[0, 3] = np.nan
+    return affine
+
+
+@pytest.mark.parametrize(
+    ("affine", "message"),
+    [
+        (_singular(), r"affine .*singular"),
+        (_nan_affine(), r"affine .*NaN or infinite"),
+        (np.eye(3), r"affine must be a 4x4 matrix, got shape \(3, 3\)"),
+        ("abc", r"affine must be a 4x4 matrix of numbers"),
+        ([[1, 0], [0, 1, 2]], r"affine must be a 4x4 matrix of numbers"),
+    ],
+    ids=["singular", "nan", "3x3", "string", "ragged"],
+)
+def test_bad_affines_are_input_errors(seg, affine, message):
+    with pytest.raises(InputError, match=message):
+        seg(VOLUME, affine=affine)
+
+
+def test_metatensor_with_a_singular_affine_is_an_input_error(seg):
+    with pytest.raises(InputError, match=r"affine .*singular"):
+        seg(MetaTensor(torch.as_tensor(VOLUME), affine=torch.as_tensor(_singular())))
+
+
+@pytest.mark.parametrize(
+    "volume",
+    [np.full((12, 12, 12), "a"), np.full((12, 12, 12), None, dtype=object), VOLUME > 50, VOLUME.astype(np.complex64)],
+    ids=["str", "object", "bool", "complex"],
+)
+def test_non_numeric_arrays_are_input_errors(seg, volume):
+    with pytest.raises(InputError, match=rf"must hold real numbers \(integers or floats\), got dtype {volume.dtype}"):
+        seg(volume)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.uint64, np.int32, np.int64])
+def test_integer_volumes_are_read_exactly(seg, dtype):
+    from polyhead.tasks.segmentation.processing import load_volume
+
+    integers = np.round(VOLUME * 100).astype(dtype)
+    loaded = load_volume(integers)
+    assert loaded.dtype == torch.float32
+    np.testing.assert_array_equal(loaded.as_tensor()[0].numpy(), integers.astype(np.float64))  # exact
+    np.testing.assert_array_equal(seg(integers)["mask"], seg(integers.astype(np.float32))["mask"])
+    np.testing.assert_array_equal(seg(torch.as_tensor(integers))["mask"], seg(integers.astype(np.float32))["mask"])
+
+
+def test_integers_beyond_float32_precision_are_refused(seg):
+    big = np.full((12, 12, 12), 2**24 + 1, dtype=np.uint32)
+    with pytest.raises(InputError, match=r"2\*\*24.*float32"):
+        seg(big)
+
+
+def test_huge_header_is_an_input_error_naming_the_size(seg, tmp_path):
+    """A header promising far more voxels than memory holds (the data is never there): a clear error, not an empty one."""
+    header = nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4)).header.copy()
+    header.set_data_shape((20000, 20000, 20000))
+    path = tmp_path / "huge.nii"
+    with open(path, "wb") as handle:
+        header.write_to(handle)
+        handle.write(b"\x00" * 1024)
+    with pytest.raises(InputError, match=r"20000x20000x20000 .*GB.*too large"):
+        seg(str(path))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sw_overlap": "abc"}, r"sw_overlap must be a number in \[0, 1\), got 'abc'"),
+        ({"sw_overlap": float("nan")}, r"sw_overlap must be a number in \[0, 1\)"),
+        ({"sw_overlap": True}, r"sw_overlap must be a number in \[0, 1\)"),
+        ({"sw_batch_size": True}, "sw_batch_size must be a positive integer"),
+        ({"sw_batch_size": 2.0}, "sw_batch_size must be a positive integer"),
+        ({"return_probabilities": "no"}, "return_probabilities must be True or False"),
+    ],
+)
+def test_bad_arguments_are_input_errors(seg, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        seg(VOLUME, **kwargs)

@@ -96,7 +96,7 @@ def test_config_pipeline_contract():
 def test_model_rejects_wrong_parts():
     with pytest.raises(ConfigError, match="vocab is empty"):
         PolyheadForCTC(ASRConfig())
-    with pytest.raises(ConfigError, match="needs the 'ctc' head"):
+    with pytest.raises(ConfigError, match="CTCAdapter needs a CTCHead head, got 'forecast'"):
         PolyheadForCTC(_tiny_config(head={"type": "forecast"}))
     with pytest.raises(UnknownNameError, match="Unknown backbone 'conformr'"):
         PolyheadForCTC(_tiny_config(backbone={"type": "conformr"}))
@@ -185,7 +185,7 @@ def test_spec_augment_only_in_training():
     features = torch.randn(1, 60, 16)
     model.eval()
     torch.testing.assert_close(model(input_features=features).logits, model(input_features=features).logits)
-    assert not torch.equal(model._spec_augment(features), features)
+    assert not torch.equal(model.adapter.spec_augment(features), features)
 
 
 def test_switching_backbone_is_a_config_change():

@@ -100,15 +100,42 @@ def test_swin_backbone_is_a_config_change(tmp_path):
 
     cfg = load_config("configs/detection/swin_tiny_fcos.py")
     assert cfg.model.backbone.type == "swin" and cfg.model.head.type == "fcos"
+    # a config that leaves the input layout out (Swin's own default is 3-D, 1 channel) gets RGB images' from the task
+    section = {k: v for k, v in cfg.model.to_dict().items() if k != "task"}
+    section["backbone"] = {k: v for k, v in section["backbone"].items() if k not in ("spatial_dims", "in_channels")}
+    built = DetectionTask().build_config(section, cfg.data.to_dict())
+    assert built.backbone["spatial_dims"] == 2 and built.backbone["in_channels"] == 3
+    assert DetectionTask().build_processor(built).size_divisor == 32
     config = DetectionConfig(
         id2label={0: "a", 1: "b"},
         backbone={"type": "swin", "spatial_dims": 2, "in_channels": 3, "feature_size": 12, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 3, 3], "window_size": 4},
         head={"type": "fcos", "fpn_channels": 32, "num_convs": 3},
     )
     model = PolyheadForObjectDetection(config)
-    assert model.head.strides == [8, 16, 32] and len(model.head.head.classification_head.conv) == 9  # 3 x (conv, norm, relu)
+    assert model.adapter.head.strides == [8, 16, 32] and len(model.adapter.head.head.classification_head.conv) == 9  # 3 x (conv, norm, relu)
     out = model(pixel_values=torch.randn(1, 3, 64, 96))
     assert out.logits.shape == (1, 8 * 12 + 4 * 6 + 2 * 3, 2)
+
+
+def test_adapter_refuses_a_backbone_of_another_layout_when_built():
+    """A Swin without spatial_dims is a 3-D, 1-channel backbone: refused at construction, saying what it got and needs."""
+    config = DetectionConfig(id2label={0: "a"}, backbone={"type": "swin", "feature_size": 12, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 3, 3], "window_size": 4})
+    with pytest.raises(ConfigError, match=r"needs a 2-D pyramid backbone with 3 input channels .*the 'swin' backbone has spatial_dims=3, in_channels=1"):
+        PolyheadForObjectDetection(config)
+    from polyhead.registry import BACKBONES, build
+
+    gray = build(BACKBONES, {**DetectionTask.example_config().backbone, "in_channels": 1})
+    with pytest.raises(ConfigError, match=r"the 'convnext' backbone has spatial_dims=2, in_channels=1"):
+        PolyheadForObjectDetection(DetectionTask.example_config(), backbone=gray)
+
+
+def test_processor_and_export_sizes_come_from_the_config_alone():
+    """The padding multiple is read from the backbone's spec (nothing built) and matches the network's strides."""
+    for head in ({"type": "fcos", "fpn_channels": 32, "num_convs": 1}, {"type": "fcos", "fpn_channels": 32, "num_convs": 1, "extra_level": True}):
+        config = DetectionConfig(id2label={0: "a"}, backbone=DetectionTask.example_config().backbone, head=head)
+        model = PolyheadForObjectDetection(config)
+        assert DetectionTask().build_processor(config).size_divisor == model.size_divisor == (64 if head.get("extra_level") else 32)
+        assert DetectionTask().export_spec(config).multiples == {"height": model.size_divisor, "width": model.size_divisor}
 
 
 def test_forward_loss_only_with_labels_in_both_label_formats(tiny_model):
@@ -367,3 +394,5 @@ def test_train_on_coco_folder_with_data_root(coco_root, tmp_path):
         polyhead.evaluate_model_dir(result.best_dir, data=str(other))
     with pytest.raises(ConfigError, match="not a detection data option"):
         polyhead.train("configs/detection/convnext_tiny_fcos.py", cfg_options={**TINY, "data.rooot": "x", "train.output_dir": str(tmp_path / "r2")})
+
+

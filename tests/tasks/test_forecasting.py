@@ -120,7 +120,7 @@ def test_save_and_load_give_identical_outputs(tmp_path, tiny_config, position):
 def test_save_leaves_no_temporary_files(tmp_path, tiny_config):
     PolyheadForForecasting(tiny_config).save_pretrained(tmp_path / "m")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [".polyhead.json", "config.json", "model.safetensors"]
 
 
 # -- loading errors -------------------------------------------------------------------
@@ -255,7 +255,7 @@ def test_training_lowers_validation_loss_and_beats_seasonal_naive(tiny_forecasti
     test, naive = result.metrics["test"], result.metrics["baselines"]["seasonal_naive"]
     assert test["mae"] < naive["mae"] and test["mse"] < naive["mse"] and test["mase"] < naive["mase"]
     best = Path(result.best_dir)
-    assert {"config.json", "model.safetensors", "preprocessor_config.json", "metrics.json", "training_config.py"} <= {
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "metrics.json", "training_config.json"} <= {
         p.name for p in best.iterdir()
     }
     saved = json.loads((best / "metrics.json").read_text())

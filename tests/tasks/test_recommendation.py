@@ -1,11 +1,10 @@
-"""Recommendation task: config, processor, leave-one-out split, metrics, baselines, training, CTR export, ML-100k."""
+"""Recommendation task: configs, the two models, processor, leave-one-out split, metrics, baselines, training, CTR export, ML-100k."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -15,7 +14,10 @@ import polyhead
 from polyhead.errors import ConfigError, DataError, InputError, UnknownNameError
 from polyhead.export import OnnxModel, export_onnx
 from polyhead.tasks.recommendation import (
-    PolyheadForRecommendation,
+    CTRConfig,
+    NextItemConfig,
+    PolyheadForCTR,
+    PolyheadForNextItem,
     RecommendationConfig,
     RecommendationProcessor,
     RecommendationTask,
@@ -48,49 +50,101 @@ def ctr_run(interactions_csv, tmp_path_factory):
 
 
 # -- config and model ---------------------------------------------------------------------
-def test_config_objective_and_validation():
-    config = RecommendationTask.example_config()
-    assert config.objective == "next_item" and config.num_items == 40 and config.model_type == "polyhead-recommendation"
-    ctr = RecommendationTask.example_ctr_config()
-    assert ctr.objective == "ctr" and [f["name"] for f in ctr.categorical_fields] == ["user_id", "item_id", "genre", "year"]
+def _example_next_item() -> NextItemConfig:
+    return RecommendationTask.example_configs()[0]
+
+
+def _example_ctr() -> CTRConfig:
+    return RecommendationTask.example_configs()[1]
+
+
+def test_configs_per_objective_and_validation():
+    config = _example_next_item()
+    assert config.objective == "next_item" and config.num_items == 40 and config.model_type == "polyhead-next-item"
+    ctr = _example_ctr()
+    assert ctr.objective == "ctr" and ctr.model_type == "polyhead-ctr" and [f["name"] for f in ctr.categorical_fields] == ["user_id", "item_id", "genre", "year"]
+    assert isinstance(config, RecommendationConfig) and isinstance(ctr, RecommendationConfig)
+    assert "fields" not in config.to_dict() and "item_vocab" not in ctr.to_dict() and "objective" not in config.to_dict()
+    assert RecommendationTask.models == (PolyheadForNextItem, PolyheadForCTR)
+    assert RecommendationTask.model_class_for(config) is PolyheadForNextItem and RecommendationTask.model_class_for(ctr) is PolyheadForCTR
     with pytest.raises(ConfigError, match="Unknown kind of field 'x' 'cat'"):
-        RecommendationConfig(fields=[{"name": "x", "kind": "cat"}])
+        CTRConfig(fields=[{"name": "x", "kind": "cat"}])
     with pytest.raises(ConfigError, match="needs increasing 'boundaries'"):
-        RecommendationConfig(fields=[{"name": "x", "kind": "bucketized", "boundaries": [3, 1]}])
+        CTRConfig(fields=[{"name": "x", "kind": "bucketized", "boundaries": [3, 1]}])
     with pytest.raises(ConfigError, match="Field names must be unique"):
-        RecommendationConfig(fields=[{"name": "x"}, {"name": "x"}])
+        CTRConfig(fields=[{"name": "x"}, {"name": "x"}])
     with pytest.raises(ConfigError, match="duplicate ids"):
-        RecommendationConfig(item_vocab=["1", "1"])
+        NextItemConfig(item_vocab=["1", "1"])
+    with pytest.raises(ConfigError, match="shared base of the recommendation configs; build a NextItemConfig or a CTRConfig"):
+        RecommendationConfig()
+
+
+def test_config_file_objective_picks_the_config_class(interactions_csv):
+    task, data = RecommendationTask(), {"source": str(interactions_csv)}
+    fields = [{"name": "genre"}, {"name": "age", "kind": "numeric"}]
+    assert type(task.build_config({"objective": "next_item"}, data)) is NextItemConfig
+    assert type(task.build_config({"objective": "ctr", "fields": fields}, data)) is CTRConfig
+    # polyhead 0.1 files name no objective: the head's type says which; no head: next-item
+    assert type(task.build_config({"head": {"type": "ctr"}, "fields": fields}, data)) is CTRConfig
+    assert type(task.build_config({}, data)) is NextItemConfig
+    # ... and their backbone.causal is dropped: the adapter attends causally, per call
+    old = task.build_config({"backbone": {"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "causal": True}}, data)
+    assert "causal" not in old.backbone
+    with pytest.raises(UnknownNameError, match="Unknown recommendation objective 'cvr'"):
+        task.build_config({"objective": "cvr"}, data)
     with pytest.raises(UnknownNameError, match="Unknown recommendation head 'forecast'"):
-        RecommendationConfig(head={"type": "forecast"}).objective
+        task.build_config({"head": {"type": "forecast"}}, data)
+    with pytest.raises(ConfigError, match="model.objective is 'next_item' but model.head is the 'ctr' head"):
+        task.build_config({"objective": "next_item", "head": {"type": "ctr"}}, data)
+    with pytest.raises(ConfigError, match="model.item_vocab is not an option of CTRConfig"):
+        task.build_config({"objective": "ctr", "fields": fields, "item_vocab": ["1"]}, data)
 
 
-def test_model_checks_its_parts():
-    base = RecommendationTask.example_config()
-    with pytest.raises(ConfigError, match="set backbone.causal=True"):
-        PolyheadForRecommendation(RecommendationConfig(item_vocab=base.item_vocab, max_length=8, backbone={**base.backbone, "causal": False}))
+def test_models_check_their_parts():
+    base = _example_next_item()
+    conformer = {"type": "conformer", "dim": 16, "depth": 1, "num_heads": 2, "ffn_dim": 32, "kernel_size": 3}
+    with pytest.raises(ConfigError, match="NextItemAdapter attends causally; the 'conformer' backbone cannot"):
+        PolyheadForNextItem(NextItemConfig(item_vocab=base.item_vocab, max_length=8, backbone=conformer))
     with pytest.raises(ConfigError, match="item_vocab is empty"):
-        PolyheadForRecommendation(RecommendationConfig(backbone=base.backbone, max_length=8))
+        PolyheadForNextItem(NextItemConfig(backbone=base.backbone, max_length=8))
     with pytest.raises(ConfigError, match="exceeds the backbone's max_length"):
-        PolyheadForRecommendation(RecommendationConfig(item_vocab=base.item_vocab, max_length=16, backbone=base.backbone))
+        PolyheadForNextItem(NextItemConfig(item_vocab=base.item_vocab, max_length=16, backbone=base.backbone))
+    with pytest.raises(ConfigError, match="NextItemAdapter needs a NextItemHead head, got 'ctr'"):
+        PolyheadForNextItem(NextItemConfig(item_vocab=base.item_vocab, max_length=8, backbone=base.backbone, head={"type": "ctr"}))
     with pytest.raises(ConfigError, match="fields is empty"):
-        PolyheadForRecommendation(RecommendationConfig(head={"type": "ctr"}, backbone={**base.backbone, "causal": False}))
+        PolyheadForCTR(CTRConfig(backbone=base.backbone))
+    with pytest.raises(ConfigError, match="CTRAdapter needs a CTRHead head, got 'next_item'"):
+        PolyheadForCTR(CTRConfig(fields=_example_ctr().fields, backbone=base.backbone, head={"type": "next_item"}))
+    # the CTR model reads its fields bidirectionally: a Conformer serves it
+    assert PolyheadForCTR(CTRConfig(fields=_example_ctr().fields, backbone=conformer))(features=torch.zeros(2, 5)).logits.shape == (2,)
+
+
+def test_one_backbone_serves_both_objectives():
+    """Causality is a per-call choice of the adapter: one encoder, a causal next-item model and a bidirectional CTR model."""
+    next_item = PolyheadForNextItem(_example_next_item())
+    ctr = PolyheadForCTR(_example_ctr(), backbone=next_item.backbone)
+    assert ctr.backbone is next_item.backbone
+    next_item(input_ids=torch.randint(0, 40, (2, 8)), labels=torch.randint(0, 40, (2, 8))).loss.backward()
+    ctr(features=torch.tensor([[1.0, 2.0, 3.0, 0.5, 1.0]] * 2), labels=torch.tensor([0.0, 1.0])).loss.backward()
+    assert all(p.grad is not None for p in next_item.backbone.parameters() if p.requires_grad)
 
 
 def test_forward_loss_exactly_with_labels_and_tied_table():
     torch.manual_seed(0)
-    model = PolyheadForRecommendation(RecommendationTask.example_config())
+    model = PolyheadForNextItem(_example_next_item())
     ids = torch.randint(0, 40, (3, 8))
     out = model(input_ids=ids)
-    assert out.loss is None and out.scores.shape == (3, 40) and out.logits is None
+    assert out.loss is None and out.scores.shape == (3, 40) and set(out.keys()) == {"scores"}
     assert model(input_ids=ids, labels=torch.randint(0, 40, (3, 8))).loss.ndim == 0
     assert model(input_ids=ids, labels=torch.tensor([1, 2, 3])).loss.ndim == 0
     # one table: the stem looks up what the head scores against
-    assert not hasattr(model, "item_embedding") and sum(p.numel() for n, p in model.named_parameters() if "item_embedding" in n) == 41 * 16
+    assert not hasattr(model.adapter, "item_embedding") and sum(p.numel() for n, p in model.named_parameters() if "item_embedding" in n) == 41 * 16
     with pytest.raises(InputError, match=r"item indices in \[0, 40\]"):
         model(input_ids=torch.tensor([[41] * 8]))
     with pytest.raises(InputError, match="shape of input_ids"):
         model(input_ids=ids, labels=torch.zeros(3, 2, dtype=torch.long))
+    with pytest.raises(InputError, match="shape of input_ids"):
+        model(input_ids=ids, labels=torch.zeros(2, dtype=torch.long))
     with pytest.raises(InputError, match="takes input_ids"):
         model()
     # a history padded on the left: padding does not change the last position's scores
@@ -101,22 +155,23 @@ def test_forward_loss_exactly_with_labels_and_tied_table():
 
 def test_sampled_softmax_model_trains():
     torch.manual_seed(0)
-    base = RecommendationTask.example_config()
-    model = PolyheadForRecommendation(RecommendationConfig(item_vocab=base.item_vocab, max_length=8, backbone=base.backbone,
-                                                           head={"type": "next_item", "loss": "sampled", "num_negatives": 16}))
+    base = _example_next_item()
+    model = PolyheadForNextItem(NextItemConfig(item_vocab=base.item_vocab, max_length=8, backbone=base.backbone,
+                                               head={"type": "next_item", "loss": "sampled", "num_negatives": 16}))
     labels = torch.randint(0, 40, (3, 8))
     labels[:, :2] = -100
     loss = model(input_ids=torch.randint(0, 40, (3, 8)), labels=labels).loss
     loss.backward()
-    assert torch.isfinite(loss) and model.head.item_embedding.weight.grad is not None
+    assert torch.isfinite(loss) and model.adapter.head.item_embedding.weight.grad is not None
 
 
 def test_save_load_roundtrip_with_auto_classes(tmp_path):
-    config = RecommendationTask.example_ctr_config()
-    model = PolyheadForRecommendation(config).eval()
+    config = _example_ctr()
+    model = PolyheadForCTR(config).eval()
     model.save_pretrained(tmp_path)
     RecommendationProcessor.from_config(config).save_pretrained(tmp_path)
     loaded = transformers.AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, PolyheadForCTR) and "objective" not in json.loads((tmp_path / "config.json").read_text())
     processor = transformers.AutoFeatureExtractor.from_pretrained(tmp_path)
     assert isinstance(processor, RecommendationProcessor) and processor.fields == config.fields
     row = {"user_id": 3, "item_id": "7", "genre": "Comedy", "age": 31, "year": 1995}
@@ -129,6 +184,10 @@ def test_save_load_roundtrip_with_auto_classes(tmp_path):
         model(features=torch.zeros(1, 4))
     with pytest.raises(InputError, match="must be a float tensor"):
         model(features=torch.zeros(1, 5, dtype=torch.long))
+    with pytest.raises(InputError, match="takes features"):
+        model()
+    with pytest.raises(InputError, match=r"labels must have shape \(batch,\)"):
+        model(**inputs, labels=torch.zeros(1, 1))
 
 
 # -- processor ----------------------------------------------------------------------------
@@ -156,7 +215,7 @@ def test_processor_histories():
 
 
 def test_processor_ctr_rows():
-    p = RecommendationProcessor.from_config(RecommendationTask.example_ctr_config())
+    p = RecommendationProcessor.from_config(_example_ctr())
     good = {"user_id": 1, "item_id": 2, "genre": "Drama", "age": 30.0, "year": 1979, "extra": "ignored"}
     out = p(good)
     assert out["features"].tolist() == [[1, 2, 3, 0, 0]]
@@ -175,6 +234,30 @@ def test_processor_ctr_rows():
         p({**good, "year": "1990"})
     with pytest.raises(InputError, match="A CTR input is a dict"):
         p.encode_row([1, 2])
+
+
+def test_training_and_serving_encode_ctr_rows_identically(interactions_csv, tmp_path):
+    """One CTR encoder: the features a model trains on are those the processor and the pipeline compute for the same raw rows."""
+    task, data_section = RecommendationTask(), {"source": str(interactions_csv)}
+    fields = [{"name": "user_id"}, {"name": "item_id"}, {"name": "gender"}, {"name": "genre"}, {"name": "age", "kind": "numeric"},
+              {"name": "timestamp", "kind": "bucketized", "boundaries": [5000, 15000, 25000]}]
+    config = task.build_config({"objective": "ctr", "fields": fields}, data_section)
+    data = task.build_data(data_section, config)
+    PolyheadForCTR(config).save_pretrained(tmp_path)
+    task.build_processor(config).save_pretrained(tmp_path)
+    processor = transformers.AutoFeatureExtractor.from_pretrained(tmp_path)
+    pipe = polyhead.pipeline("recommendation", model=str(tmp_path))
+    raw = pd.read_csv(interactions_csv)  # the rows as a user holds them: integer ids, not the table's strings
+    names = [f["name"] for f in fields]
+    for split in (data.train, data.validation, data.test):
+        rows = [raw.iloc[int(i)][names].to_dict() for i in split.rows]
+        assert torch.equal(processor(rows)["features"], split.features)
+        for i in range(0, len(rows), 25):
+            assert torch.equal(pipe.preprocess(rows[i])["features"][0], split.features[i])
+    # a value serving refuses is refused in training too: float ids would be looked up as '24.0' and never match 24
+    frame = synthetic_interactions().astype({"age": float})
+    with pytest.raises(DataError, match=r"cannot be encoded.*'age' is categorical: expected a string or an integer, got \d+\.0 \(float\)"):
+        task.build_data({"source": frame}, task.build_config({"objective": "ctr", "fields": [{"name": "age"}]}, {"source": frame}))
 
 
 # -- split and metrics --------------------------------------------------------------------
@@ -264,7 +347,7 @@ def test_ctr_training_run_and_onnx(ctr_run):
 @pytest.fixture(scope="module")
 def ml100k():
     task = RecommendationTask()
-    config = task.build_config({"backbone": {"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "causal": True, "max_length": 50}}, {"source": "ml-100k"})
+    config = task.build_config({"backbone": {"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "max_length": 50}}, {"source": "ml-100k"})
     return task, config, task.build_data({"source": "ml-100k", "bpr_epochs": 3}, config)
 
 

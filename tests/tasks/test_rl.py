@@ -1,9 +1,8 @@
-"""RL task: config, model, PPO routing, trajectory collection, Decision Transformer training, evaluation, errors."""
+"""RL task: configs, the two agents (PPO, Decision Transformer), PPO routing, trajectory collection, DT training, evaluation, errors."""
 
 from __future__ import annotations
 
 import json
-import shutil
 
 import datasets
 import numpy as np
@@ -14,7 +13,19 @@ import transformers
 import polyhead
 from polyhead.cli import main as cli_main
 from polyhead.errors import ConfigError, DataError, InputError, UnknownNameError
-from polyhead.tasks.rl import PolyheadForDecisionMaking, RLConfig, RLFeatureExtractor, RLTask, collect, evaluate_agent
+from polyhead.tasks.rl import (
+    DecisionTransformerConfig,
+    DecisionTransformerOutput,
+    PolyheadForDecisionTransformer,
+    PolyheadForPPO,
+    PPOConfig,
+    PPOOutput,
+    RLConfig,
+    RLFeatureExtractor,
+    RLTask,
+    collect,
+    evaluate_agent,
+)
 from polyhead.tasks.rl.data import TrajectoryWindows, load_trajectories
 
 
@@ -26,7 +37,7 @@ def one_thread():
     yield
     torch.set_num_threads(threads)
 
-TINY_BACKBONE = {"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "causal": True, "dropout": 0.0, "max_length": 4, "residual": "gru"}
+TINY_BACKBONE = {"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "dropout": 0.0, "max_length": 4, "residual": "gru"}
 
 TINY_PPO = {
     "model.algorithm": "ppo", "model.env_id": "CartPole-v1", "model.context_length": 4,
@@ -57,7 +68,7 @@ def dt_result(tmp_path_factory, trajectories):
     out = tmp_path_factory.mktemp("dt")
     options = {
         "model.context_length": 4, "model.max_timestep": 512, "model.target_return": None,
-        "model.backbone": {"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "causal": True, "position": "none", "max_length": 12},
+        "model.backbone": {"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "position": "none", "max_length": 12},
         "data.source": [str(trajectories / "random"), str(trajectories / "agent")], "data.val_fraction": 0.2,
         "data.test_fraction": 0.2, "data.eval_episodes": 2,
         "train.output_dir": str(out), "train.max_steps": 4, "train.eval_every": 2, "train.batch_size": 8, "train.warmup_steps": 0,
@@ -66,11 +77,16 @@ def dt_result(tmp_path_factory, trajectories):
     return polyhead.train("configs/rl/decision_transformer_cartpole.py", cfg_options=options)
 
 
-# -- config and model -------------------------------------------------------------------
+def _example(config_class):
+    """The task's tiny example config of ``config_class``."""
+    return next(c for c in RLTask.example_configs() if type(c) is config_class)
+
+
+# -- configs and models -------------------------------------------------------------------
+@pytest.mark.parametrize("config_class", [PPOConfig, DecisionTransformerConfig])
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"algorithm": "dqn"}, UnknownNameError, "Unknown RL algorithm 'dqn'"),
         ({"observation_space": {"type": "box", "shape": [2, 2]}}, ConfigError, "must be a flat Box"),
         ({"observation_space": {"type": "discrete", "n": 3}}, ConfigError, "discrete observations are not supported"),
         ({"action_space": {"type": "box", "shape": [1]}}, ConfigError, "needs 'low' and 'high'"),
@@ -78,26 +94,77 @@ def dt_result(tmp_path_factory, trajectories):
         ({"context_length": 0}, ConfigError, "context_length must be a positive integer"),
     ],
 )
-def test_config_validation(kwargs, error, message):
+def test_config_validation(config_class, kwargs, error, message):
+    """The shared checks (RLConfig) hold for both agents' configs."""
     with pytest.raises(error, match=message):
-        RLConfig(**kwargs)
+        config_class(**kwargs)
+
+
+def test_decision_transformer_config_validation_and_the_shared_base():
+    with pytest.raises(ConfigError, match="max_timestep must be a positive integer"):
+        DecisionTransformerConfig(max_timestep=0)
+    with pytest.raises(ConfigError, match="return_scale must be a positive number"):
+        DecisionTransformerConfig(return_scale=-1.0)
+    with pytest.raises(ConfigError, match="shared base .* build a PPOConfig or a DecisionTransformerConfig"):
+        RLConfig()
+    assert isinstance(PPOConfig(), RLConfig) and isinstance(DecisionTransformerConfig(), RLConfig)
+
+
+def test_model_section_algorithm_picks_the_config_class():
+    """`model.algorithm` of a config file picks the config class; config.json has no algorithm (nor the 0.1 `causal`)."""
+    task = RLTask()
+    section = {"env_id": "CartPole-v1", "context_length": 4, "backbone": {**TINY_BACKBONE, "causal": True}}  # a polyhead 0.1 section
+    config = task.build_config({"algorithm": "ppo", **section}, {})
+    assert type(config) is PPOConfig and config.action_space == {"type": "discrete", "n": 2}
+    assert task.build_config(section, {}).to_dict() == config.to_dict()  # PPO is the default
+    saved = config.to_dict()
+    assert "algorithm" not in saved and "causal" not in saved["backbone"] and saved["model_type"] == "polyhead-ppo"
+    assert task.model_class_for(config) is PolyheadForPPO and type(task.build_model(config)) is PolyheadForPPO
+    assert task.model_class_for("polyhead-decision-transformer") is PolyheadForDecisionTransformer
+    with pytest.raises(UnknownNameError, match="Unknown RL algorithm 'dqn'.*decision_transformer, ppo"):
+        task.build_config({"algorithm": "dqn", **section}, {})
 
 
 def test_model_checks_head_backbone_and_length():
-    with pytest.raises(ConfigError, match="needs the 'dt_action' head"):
-        PolyheadForDecisionMaking(RLConfig(algorithm="decision_transformer", backbone=TINY_BACKBONE, head={"type": "actor_critic"}))
-    with pytest.raises(ConfigError, match="causal sequence backbone"):
-        PolyheadForDecisionMaking(RLConfig(backbone={**TINY_BACKBONE, "causal": False}))
-    with pytest.raises(ConfigError, match="more than the backbone's max_length"):
-        PolyheadForDecisionMaking(RLConfig(context_length=8, backbone=TINY_BACKBONE))
+    with pytest.raises(ConfigError, match="DecisionTransformerAdapter needs a DecisionTransformerActionHead head, got 'actor_critic'"):
+        PolyheadForDecisionTransformer(DecisionTransformerConfig(backbone={**TINY_BACKBONE, "max_length": 64}, head={"type": "actor_critic"}))
+    with pytest.raises(ConfigError, match="PPOAdapter needs a ActorCriticHead head, got 'dt_action'"):
+        PolyheadForPPO(PPOConfig(backbone={**TINY_BACKBONE, "max_length": 64}, head={"type": "dt_action"}))
+    conformer = {"type": "conformer", "dim": 16, "depth": 1, "num_heads": 2}
+    for model_class in (PolyheadForPPO, PolyheadForDecisionTransformer):
+        with pytest.raises(ConfigError, match="attends causally; the 'conformer' backbone cannot"):
+            model_class(model_class.config_class(backbone=conformer))
+    with pytest.raises(ConfigError, match="context_length=8 makes 8 tokens, more than the backbone's max_length"):
+        PolyheadForPPO(PPOConfig(context_length=8, backbone=TINY_BACKBONE))
+    with pytest.raises(ConfigError, match="context_length=2 makes 6 tokens, more than the backbone's max_length"):
+        PolyheadForDecisionTransformer(DecisionTransformerConfig(context_length=2, backbone=TINY_BACKBONE))
+
+
+def test_ppo_forward_attends_causally_and_refuses_labels():
+    config = _example(PPOConfig)
+    model = PolyheadForPPO(config).eval()
+    inputs = RLTask().export_spec(config).make_inputs({"batch": 3})
+    assert set(inputs) == {"observations", "attention_mask"}
+    out = model(**inputs)
+    assert isinstance(out, PPOOutput) and out.loss is None
+    assert out.action_preds.shape == (3, 4, 2) and out.values.shape == (3, 4)
+    changed = dict(inputs, observations=inputs["observations"].clone())
+    changed["observations"][:, -1] += 1.0  # the newest step does not change what the earlier steps see
+    torch.testing.assert_close(model(**changed).action_preds[:, :-1], out.action_preds[:, :-1])
+    assert not torch.allclose(model(**changed).values[:, -1], out.values[:, -1])
+    with pytest.raises(InputError, match="A PPO agent has no supervised labels"):
+        model(**inputs, labels=torch.zeros(3, 4, dtype=torch.long))
+    with pytest.raises(InputError, match="reads at most context_length=4"):
+        model(observations=torch.randn(1, 5, 4))
 
 
 def test_dt_forward_loss_and_causality():
-    config = RLTask.example_config()
-    model = PolyheadForDecisionMaking(config).eval()
+    config = _example(DecisionTransformerConfig)
+    model = PolyheadForDecisionTransformer(config).eval()
     inputs = RLTask().export_spec(config).make_inputs({"batch": 3})
     out = model(**inputs)
-    assert out.loss is None and out.values is None and out.action_preds.shape == (3, 4, 2)
+    assert isinstance(out, DecisionTransformerOutput) and list(out.keys()) == ["action_preds"]
+    assert out.loss is None and out.action_preds.shape == (3, 4, 2)
     assert model(**inputs, labels=inputs["actions"]).loss.ndim == 0
     # the action at step t does not change the prediction at step t (it comes after the state token)
     changed = dict(inputs, actions=inputs["actions"].clone())
@@ -109,49 +176,82 @@ def test_dt_forward_loss_and_causality():
         model(**dict(inputs, timesteps=inputs["timesteps"].float()))
     with pytest.raises(InputError, match="reads at most context_length=4"):
         model(observations=torch.randn(1, 5, 4))
+    with pytest.raises(InputError, match=r"needs actions \(shape \(B, 4\)\)"):
+        model(observations=torch.randn(1, 4, 4))
 
 
 def test_continuous_dt_actions_stay_in_bounds():
-    config = RLConfig(algorithm="decision_transformer", observation_space={"type": "box", "shape": [3]},
-                      action_space={"type": "box", "shape": [1], "low": [-2.0], "high": [2.0]}, context_length=3, target_return=0.0,
-                      backbone={**TINY_BACKBONE, "max_length": 9}, head={"type": "dt_action"})
-    model = PolyheadForDecisionMaking(config)
+    config = DecisionTransformerConfig(observation_space={"type": "box", "shape": [3]},
+                                       action_space={"type": "box", "shape": [1], "low": [-2.0], "high": [2.0]}, context_length=3,
+                                       target_return=0.0, backbone={**TINY_BACKBONE, "max_length": 9}, head={"type": "dt_action"})
+    model = PolyheadForDecisionTransformer(config)
+    assert {"adapter.action_low", "adapter.action_high", "adapter.observation_mean"} <= set(model.state_dict())
     inputs = RLTask().export_spec(config).make_inputs({"batch": 2})
     out = model(**inputs, labels=inputs["actions"])
     assert out.action_preds.shape == (2, 3, 1) and out.action_preds.abs().max() <= 2.0
     out.loss.backward()
 
 
-def test_save_load_roundtrip(tmp_path):
-    config = RLTask.example_config()
-    model = PolyheadForDecisionMaking(config).eval()
+@pytest.mark.parametrize("model_class", [PolyheadForPPO, PolyheadForDecisionTransformer])
+def test_save_load_roundtrip(tmp_path, model_class):
+    config = _example(model_class.config_class)
+    model = model_class(config).eval()
     model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == config.model_type and saved["architectures"] == [model_class.__name__]
+    assert "algorithm" not in saved and "causal" not in saved["backbone"]
     loaded = transformers.AutoModel.from_pretrained(tmp_path).eval()
-    assert type(loaded) is PolyheadForDecisionMaking and loaded.config.action_space == config.action_space
+    assert type(loaded) is model_class and loaded.config.action_space == config.action_space
+    assert type(polyhead.AutoModel.from_pretrained(tmp_path)) is model_class
     inputs = RLTask().export_spec(config).make_inputs({"batch": 2})
-    torch.testing.assert_close(loaded(**inputs).action_preds, model(**inputs).action_preds)
+    for name, value in model(**inputs).items():
+        torch.testing.assert_close(loaded(**inputs)[name], value)
+
+
+def test_transformers_own_decision_transformer_is_left_alone():
+    """Both libraries name a config class DecisionTransformerConfig: each maps to its own model."""
+    assert type(transformers.AutoModel.from_config(_example(DecisionTransformerConfig))) is PolyheadForDecisionTransformer
+    theirs = transformers.DecisionTransformerConfig(state_dim=3, act_dim=2, hidden_size=8, n_layer=1, n_head=1, max_ep_len=8)
+    assert type(transformers.AutoModel.from_config(theirs)).__name__ == "DecisionTransformerModel"
 
 
 # -- PPO (online, through `polyhead train`) ------------------------------------------------
 def test_ppo_trains_through_polyhead_train(ppo_dir):
     best = ppo_dir.best_dir
     metrics = json.loads((best / "metrics.json").read_text())
-    assert metrics["algorithm"] == "ppo" and metrics["budget"]["env_steps"] == 256
+    assert metrics["algorithm"] == "ppo" and metrics["budget"]["env_steps"] == 256 and metrics["init"] is None
     assert set(metrics["test"]) >= {"mean_return", "std_return"} and "random_policy" in metrics["baselines"]
-    assert (best / "training_config.py").is_file() and (best / "preprocessor_config.json").is_file()
+    assert (best / "training_config.json").is_file() and (best / "preprocessor_config.json").is_file()
     card = (best / "README.md").read_text()
     assert "reinforcement-learning" in card and "random_policy" in card
     model = polyhead.AutoModel.from_pretrained(best)
+    assert type(model) is PolyheadForPPO and type(model.config) is PPOConfig
     assert model.config.backbone["residual"] == "gru" and model.config.env_id == "CartPole-v1"
+    assert json.loads((best / "config.json").read_text())["model_type"] == "polyhead-ppo"
+
+
+def test_ppo_starts_from_another_agent(ppo_dir, tmp_path):
+    """`train.init_from` (`--init-from`): the PPO agent starts from a trained one's weights; metrics.json says what was loaded."""
+    options = {**TINY_PPO, "train.output_dir": str(tmp_path / "run"), "train.total_timesteps": 128, "train.final_eval_episodes": 1}
+    result = polyhead.train("configs/rl/ppo_gtrxl_cartpole.py", cfg_options=options, init_from=ppo_dir.best_dir, init_modules="backbone")
+    init = json.loads((result.best_dir / "metrics.json").read_text())["init"]
+    source = polyhead.AutoModel.from_pretrained(ppo_dir.best_dir).state_dict()
+    assert init["source"] == str(ppo_dir.best_dir) and init["modules"] == ["backbone"]
+    assert init["loaded"] == sum(k.startswith("backbone.") for k in source) and init["new"] and all(k.startswith("adapter.") for k in init["new"])
+    assert init["mismatched"] == [] and init == result.metrics["init"]
+    with pytest.raises(ConfigError, match="PPO runs take no callbacks"):
+        polyhead.train("configs/rl/ppo_gtrxl_cartpole.py", cfg_options={**options, "train.output_dir": str(tmp_path / "cb")},
+                       callbacks=[lambda trainer: None])
 
 
 def test_ppo_rejects_unknown_options_and_resume(tmp_path):
+    options = {**TINY_PPO, "train.output_dir": str(tmp_path / "run")}  # not the recipe's runs/ppo_cartpole
     with pytest.raises(ConfigError, match="train.num_env is not a PPO option. Did you mean 'num_envs'"):
-        polyhead.train("configs/rl/ppo_gtrxl_cartpole.py", cfg_options={**TINY_PPO, "train.num_env": 2})
+        polyhead.train("configs/rl/ppo_gtrxl_cartpole.py", cfg_options={**options, "train.num_env": 2})
     with pytest.raises(ConfigError, match="do not resume"):
-        polyhead.train("configs/rl/ppo_gtrxl_cartpole.py", cfg_options=TINY_PPO, resume=True)
+        polyhead.train("configs/rl/ppo_gtrxl_cartpole.py", cfg_options=options, resume=True)
     with pytest.raises(UnknownNameError, match="Unknown Gymnasium environment 'CartPol-v1'"):
-        polyhead.train("configs/rl/ppo_gtrxl_cartpole.py", cfg_options={**TINY_PPO, "model.env_id": "CartPol-v1"})
+        polyhead.train("configs/rl/ppo_gtrxl_cartpole.py", cfg_options={**options, "model.env_id": "CartPol-v1"})
 
 
 def test_evaluate_agent_is_seeded_and_checks_the_env(ppo_dir):
@@ -169,7 +269,7 @@ def test_evaluate_agent_is_seeded_and_checks_the_env(ppo_dir):
 
 
 def test_processor_checks_observations():
-    proc = RLFeatureExtractor.from_config(RLConfig())
+    proc = RLFeatureExtractor.from_config(PPOConfig())
     assert proc.check_observations([0.1, 0.2, 0.3, 0.4]).dtype == np.float32
     with pytest.raises(InputError, match=r"shape \(4,\), got \(3,\)"):
         proc.check_observations(np.zeros(3))
@@ -239,6 +339,7 @@ def test_decision_transformer_trains_with_the_generic_trainer(dt_result, traject
     assert set(metrics["baselines"]) == {"behaviour_policy", "random_policy"}
     model = polyhead.AutoModel.from_pretrained(best)
     cfg = model.config
+    assert type(model) is PolyheadForDecisionTransformer and type(cfg) is DecisionTransformerConfig
     assert cfg.algorithm == "decision_transformer" and cfg.env_id == "CartPole-v1" and len(cfg.observation_std) == 4
     episodes, _ = load_trajectories([str(trajectories / "random"), str(trajectories / "agent")])
     assert cfg.target_return == max(e.total_return for e in episodes)
@@ -279,12 +380,12 @@ def test_continuous_ppo_and_dt_run_end_to_end_on_pendulum(tmp_path):
     result = polyhead.train("configs/rl/ppo_gtrxl_cartpole.py", cfg_options=options)
     model = polyhead.AutoModel.from_pretrained(result.best_dir)
     assert not model.config.discrete and model.config.action_space["high"] == [2.0]
-    assert model.head.log_std is not None
+    assert model.adapter.head.log_std is not None
     data = collect(result.best_dir, "Pendulum-v1", episodes=3, epsilon=0.5, out=tmp_path / "traj")
     assert np.asarray(data[0]["actions"]).shape == (200, 1) and np.abs(np.asarray(data[0]["actions"])).max() <= 2.0
     dt = polyhead.train("configs/rl/decision_transformer_cartpole.py", cfg_options={
         "model.context_length": 4, "model.return_scale": 1000.0, "model.target_return": -200.0,
-        "model.backbone": {"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "causal": True, "position": "none", "max_length": 12},
+        "model.backbone": {"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "position": "none", "max_length": 12},
         "data.source": str(tmp_path / "traj"), "data.val_fraction": 0.34, "data.test_fraction": 0.34, "data.eval_episodes": 1,
         "train.output_dir": str(tmp_path / "dt"), "train.max_steps": 2, "train.eval_every": 2, "train.batch_size": 8,
         "train.warmup_steps": 0, "train.progress_bar": False,
@@ -293,7 +394,7 @@ def test_continuous_ppo_and_dt_run_end_to_end_on_pendulum(tmp_path):
 
 
 # -- hand-written behaviour policies; LunarLander needs Box2D (the pinned `box2d` wheel, installed by `make setup`)
-TINY_DT_BACKBONE = {"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "causal": True, "position": "none", "max_length": 12}
+TINY_DT_BACKBONE = {"type": "transformer", "dim": 16, "depth": 1, "num_heads": 2, "position": "none", "max_length": 12}
 
 
 def test_lunarlander_heuristic_data_trains_the_lunarlander_recipe(tmp_path):

@@ -14,6 +14,7 @@ import torch
 from monai.data import MetaTensor
 
 from polyhead.errors import ConfigError, DataError, InputError
+from polyhead.registry import BACKBONES, build
 from polyhead.tasks.segmentation import (
     PolyheadForSegmentation,
     SegmentationConfig,
@@ -80,8 +81,24 @@ def test_config_validation(kwargs, message):
 def test_model_checks_parts_and_patch_size():
     with pytest.raises(ConfigError, match="multiples of the backbone's coarsest stride 32"):
         PolyheadForSegmentation(SegmentationConfig(patch_size=[32, 32, 48], backbone=SegmentationTask.example_config().backbone))
-    with pytest.raises(ConfigError, match="needs a pyramid backbone"):
-        PolyheadForSegmentation(SegmentationConfig(backbone={"type": "transformer", "dim": 8, "in_channels": 1, "spatial_dims": 3}))
+    with pytest.raises(ConfigError, match="needs a pyramid backbone; 'transformer' is a sequence backbone"):
+        PolyheadForSegmentation(SegmentationConfig(backbone={"type": "transformer", "dim": 8, "depth": 1, "num_heads": 2}))
+    with pytest.raises(ConfigError, match="needs a segmentation decoder such as 'unetr_decoder', got 'fcos'"):
+        PolyheadForSegmentation(SegmentationConfig(head={"type": "fcos"}))
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ({"spatial_dims": 2, "in_channels": 1}, r"needs a 3-D pyramid backbone \(spatial_dims=3\) with in_channels=1; the 'convnext' backbone has spatial_dims=2"),
+        ({"spatial_dims": 3, "in_channels": 2}, r"with in_channels=1; the 'convnext' backbone has spatial_dims=3, in_channels=2"),
+    ],
+)
+def test_adapter_refuses_an_injected_backbone_of_another_layout(layout, message):
+    """The config cannot say it (it fills in the layout), but a backbone passed in can: refused before anything is built."""
+    backbone = build(BACKBONES, {**SegmentationTask.example_config().backbone, **layout})
+    with pytest.raises(ConfigError, match=message):
+        PolyheadForSegmentation(SegmentationTask.example_config(), backbone=backbone)
 
 
 # -- model ----------------------------------------------------------------------------
@@ -90,21 +107,57 @@ def test_model_patches_sliding_window_and_reload(tmp_path):
     config = SegmentationTask.example_config()
     model = PolyheadForSegmentation(config).eval()
     assert model.config.id2label == {0: "background", 1: "grey_matter", 2: "white_matter"}
+    assert {".".join(k.split(".")[:2]) for k in model.state_dict() if not k.startswith("backbone.")} == {"adapter.head"}  # 0.1's head.* upgraded
     patches = torch.rand(2, 1, 32, 32, 32)
     out = model(pixel_values=patches, labels=torch.randint(0, 3, (2, 1, 32, 32, 32)))
     assert out.logits.shape == (2, 3, 32, 32, 32) and out.loss.ndim == 0 and torch.isfinite(out.loss)
     assert model(pixel_values=patches).loss is None
-    # any other size goes through the sliding window; smaller than a patch is padded, not an error
-    assert model(pixel_values=torch.rand(1, 1, 40, 45, 33)).logits.shape == (1, 3, 40, 45, 33)
-    assert model(pixel_values=torch.rand(1, 1, 7, 9, 11)).logits.shape == (1, 3, 7, 9, 11)
+    # the network is the patch network; any other size goes through the task's inferer (the sliding window)
+    with pytest.raises(InputError, match=r"takes patches of patch_size \[32, 32, 32\], got spatial size \[40, 45, 33\].*sliding window"):
+        model(pixel_values=torch.rand(1, 1, 40, 45, 33))
+    inferer = SegmentationTask().inferer(config)
+    with torch.no_grad():
+        assert inferer(model, {"pixel_values": torch.rand(1, 1, 40, 45, 33)}).logits.shape == (1, 3, 40, 45, 33)
+        # smaller than a patch is padded, not an error
+        assert inferer(model, {"pixel_values": torch.rand(1, 1, 7, 9, 11)}).logits.shape == (1, 3, 7, 9, 11)
+        # a volume of exactly one patch (no overlap in the example config): the window is the network itself
+        torch.testing.assert_close(inferer(model, {"pixel_values": patches}).logits, model(pixel_values=patches).logits)
     model.save_pretrained(tmp_path)
     reloaded = PolyheadForSegmentation.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(pixel_values=patches).logits, model(pixel_values=patches).logits)
     with pytest.raises(InputError, match=r"pixel_values must be \(B, 1, D, H, W\)"):
         model(pixel_values=torch.rand(1, 32, 32, 32))
+    with pytest.raises(InputError, match=r"pixel_values must be volumes \(B, 1, D, H, W\)"):
+        inferer(model, {"pixel_values": torch.rand(1, 40, 40, 40)})
     with pytest.raises(InputError, match=r"labels must be in \[0, 2\]"):
         model(pixel_values=patches, labels=torch.full((2, 1, 32, 32, 32), 7))
+
+
+def test_inferer_loss_is_the_heads_dice_ce_on_the_stitched_logits():
+    torch.manual_seed(0)
+    config = SegmentationTask.example_config()
+    config.sw_overlap, config.sw_batch_size = 0.5, 3
+    model = PolyheadForSegmentation(config).eval()
+    volume, labels = torch.rand(1, 1, 40, 45, 33), torch.randint(0, 3, (1, 1, 40, 45, 33))
+    inferer = SegmentationTask().inferer(config)
+    with torch.no_grad():
+        out = inferer(model, {"pixel_values": volume, "labels": labels})
+        assert out.logits.shape == (1, 3, 40, 45, 33)
+        torch.testing.assert_close(out.loss, model.adapter.head.loss(out.logits, labels)["loss"])
+        assert inferer(model, {"pixel_values": volume}).loss is None
+        with pytest.raises(InputError, match=r"labels must be in \[0, 2\]"):
+            inferer(model, {"pixel_values": volume, "labels": torch.full_like(labels, 5)})
+
+        class PatchesOnly(torch.nn.Module):
+            """A patch network that is not a PyTorch polyhead model (as an ONNX Runtime one): logits, no loss."""
+
+            def forward(self, pixel_values):
+                return model(pixel_values=pixel_values)
+
+        other = inferer(PatchesOnly(), {"pixel_values": volume, "labels": labels})
+        assert other.loss is None
+        torch.testing.assert_close(other.logits, out.logits)
 
 
 def test_swin_and_convnext_are_a_config_change():
@@ -118,6 +171,17 @@ def test_swin_and_convnext_are_a_config_change():
     out.loss.backward()
     assert out.logits.shape == (2, 3, 32, 32, 32)
     assert type(model.backbone).__name__ != type(PolyheadForSegmentation(SegmentationTask.example_config()).backbone).__name__
+
+
+def test_identity_skip_levels_count_from_the_coarsest_level_when_negative():
+    from polyhead.heads.segmentation import UnetrDecoder
+
+    levels = [{"num_chs": 1, "reduction": 1}, *({"num_chs": 8 * 2**i, "reduction": 2 ** (i + 1)} for i in range(5))]
+    for skip in ([-1], [5]):  # Swin-UNETR: the stride-32 map of a 32^3 patch (one voxel) is fed raw
+        decoder = UnetrDecoder(feature_info=levels, num_labels=3, feature_size=8, identity_skip_levels=skip)
+        assert [isinstance(e, torch.nn.Identity) for e in decoder.encoders] == [False] * 5 + [True]
+    with pytest.raises(ConfigError, match="identity_skip_levels: level -7 must exist"):
+        UnetrDecoder(feature_info=levels, num_labels=3, feature_size=8, identity_skip_levels=[-7])
 
 
 # -- processor ------------------------------------------------------------------------
@@ -256,8 +320,10 @@ def test_train_evaluate_on_the_embedded_template_and_an_msd_folder(tmp_path):
     assert "axis 1 voxels 0:" in splits["test"]["cases"] and splits["train"]["volumes"] == 1
     card = (best / "README.md").read_text()
     assert "dice_grey_matter" in card and "hd95" in card
-    # `polyhead evaluate --data <MSD folder>`: the data option it replaces is data.root
+    # `polyhead evaluate --data <MSD folder>` sets data.source, which wins over the run's data.root
+    assert json.loads((best / "training_config.json").read_text())["data"]["root"] == "mni152_2mm"
     again = evaluate_model_dir(best, data=str(_msd_copy(tmp_path)))
+    assert again["data"]["source"] == str(tmp_path / "Task_Brain")
     assert again["metrics"]["dice"] == pytest.approx(metrics["test"]["dice"], abs=1e-6)
 
 
@@ -275,10 +341,15 @@ def test_msd_folder_with_several_volumes_splits_by_case(tmp_path):
         entries.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
     (root / "dataset.json").write_text(json.dumps({"labels": {"0": "background", "1": "gm", "2": "wm"}, "modality": {"0": "MRI"}, "training": entries}))
     task = SegmentationTask()
-    config = task.build_config({"patch_size": [32, 32, 32], "backbone": SegmentationTask.example_config().backbone}, {"root": str(root)})
-    assert config.labels == ["background", "gm", "wm"] and config.in_channels == 1
-    data = task.build_data({"root": str(root), "patches_per_volume": 2}, config)
-    assert data.description["split"] == "cases"
+    config = task.build_config({"patch_size": [32, 32, 32], "backbone": SegmentationTask.example_config().backbone}, {"source": str(root)})
+    assert config.labels == ["background", "gm", "wm"] and config.in_channels == 1 and config.backbone["in_channels"] == 1
+    data = task.build_data({"source": str(root), "patches_per_volume": 2}, config)
+    assert data.description["split"] == "cases" and data.description["source"] == str(root)
+    assert data.eval_batch_size == 1  # whole volumes of different sizes
+    assert [case.region for case in data.test.cases] == [None]  # whole volumes
+    # data.root: the older name of data.source, still read (old configs and saved training configs); source wins
+    assert task.build_data({"root": str(root), "patches_per_volume": 2}, config).description["source"] == str(root)
+    assert task.build_data({"root": "mni152_2mm", "source": str(root)}, config).description["source"] == str(root)
     assert [data.description["splits"][s]["volumes"] for s in ("train", "validation", "test")] == [1, 1, 1]
     patch = data.train[0]
     assert patch["pixel_values"].shape == (1, 32, 32, 32) and patch["labels"].shape == (1, 32, 32, 32)
@@ -286,3 +357,5 @@ def test_msd_folder_with_several_volumes_splits_by_case(tmp_path):
     assert volume["pixel_values"].shape[1:] == volume["labels"].shape[1:]
     with pytest.raises(ConfigError, match="data.region_axs is not a segmentation data option.*Did you mean 'region_axis'"):
         task.build_data({"root": str(root), "region_axs": 1}, config)
+
+
