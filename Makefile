@@ -59,6 +59,7 @@ bench: setup data
 	$(BIN)/python -m benchmarks.segmentation
 	$(BIN)/python -m benchmarks.onnx
 	$(BIN)/python -m benchmarks.distributed
+	$(BIN)/python -m benchmarks.dataloading
 
 ## make defaults: re-train the embedded default models with polyhead itself
 defaults: setup

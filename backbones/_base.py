@@ -12,6 +12,13 @@ Two kinds:
   (causal attention, padding) is a per-call argument, never a constructor option;
 * ``"pyramid"``: ``forward(x: (B, C, *spatial))`` returns maps at several strides.
 
+Both take, per call, transformers' output switches: ``output_hidden_states`` (every block's
+output, in ``BackboneOutput.hidden_states``) and, for sequence backbones, ``output_attentions``
+(each block's attention weights ``(B, heads, T, T)``) and ``attn_implementation`` (``"sdpa"``,
+the default and the exported graph, or ``"eager"``: the attention written out, which can return
+its weights). Their repeated blocks are :class:`~transformers.modeling_layers.GradientCheckpointingLayer`
+s, so ``model.gradient_checkpointing_enable()`` recomputes them in the backward pass.
+
 :meth:`Backbone.describe` gives a backbone's :class:`BackboneSpec` (kind, ``feature_info``,
 width, strides) from its config alone, without building it; a built backbone's
 :attr:`Backbone.spec` is the same object, and :attr:`Backbone.config` the dict that rebuilds it.
@@ -32,6 +39,7 @@ from transformers.modeling_outputs import BackboneOutput
 from polyhead.errors import ConfigError, InputError
 
 __all__ = [
+    "AttentionImplementation",
     "BackboneKind",
     "BackboneOutput",
     "BackboneSpec",
@@ -43,6 +51,8 @@ __all__ = [
 ]
 
 BackboneKind = Literal["sequence", "pyramid"]
+#: how sequence backbones compute attention: ``F.scaled_dot_product_attention`` or written out (returns weights)
+AttentionImplementation = Literal["sdpa", "eager"]
 
 
 class FeatureInfo(TypedDict):
@@ -76,15 +86,16 @@ class BackboneSpec:
 
 
 class ComputedBuffers:
-    """Mixin for modules holding non-persistent buffers computed in ``__init__``.
+    """Mixin for modules holding buffers computed in ``__init__`` (tables, offsets, statistics from the config).
 
     transformers 5 builds models on the meta device in ``from_pretrained`` and
     leaves buffers that are not in the checkpoint uninitialised; polyhead's
-    ``_init_weights`` calls :meth:`reset_computed_buffers` to rebuild them.
+    ``_init_weights`` calls :meth:`reset_computed_buffers` to rebuild them (writes go through
+    ``transformers.initialization``, so a buffer loaded from the checkpoint is kept).
     """
 
     def reset_computed_buffers(self) -> None:
-        """Recompute every non-persistent buffer of this module in place."""
+        """Recompute every computed buffer of this module in place."""
         raise NotImplementedError
 
 
@@ -151,6 +162,20 @@ class Backbone(nn.Module):
     def example_inputs(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
         """Random inputs accepted by :meth:`forward`."""
         raise NotImplementedError
+
+    def parameter_depths(self) -> dict[str, int]:
+        """``{parameter name: depth}``: 0 for the input end (embedding), one more per block, the output norms last.
+
+        Layer-wise learning-rate decay (``train.layer_decay``) scales each parameter's learning
+        rate by ``layer_decay ** (max_depth - depth)``. Each backbone says its own depths.
+        """
+        raise NotImplementedError
+
+    def _depths_by_prefix(self, prefixes: Mapping[str, int], default: int) -> dict[str, int]:
+        """Depths from ``{name prefix: depth}`` (the longest matching prefix wins), ``default`` elsewhere."""
+        ordered = sorted(prefixes.items(), key=lambda item: -len(item[0]))
+        return {name: next((depth for prefix, depth in ordered if name.startswith(prefix)), default)
+                for name, _ in self.named_parameters()}
 
 
 class SequenceBackbone(Backbone):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from polyhead.errors import ConfigError
 from polyhead.registry import register_backbone
@@ -31,8 +32,8 @@ class _ChannelsFirstLayerNorm(nn.LayerNorm):
         return super().forward(x.movedim(1, -1)).movedim(-1, 1)
 
 
-class _ConvNeXtBlock(nn.Module):
-    """``x + drop_path(gamma * MLP(LN(dwconv(x))))`` on ``(B, C, *spatial)``."""
+class _ConvNeXtBlock(GradientCheckpointingLayer):
+    """``x + drop_path(gamma * MLP(LN(dwconv(x))))`` on ``(B, C, *spatial)`` (gradient-checkpointable)."""
 
     def __init__(self, *, spatial_dims: int, dim: int, kernel_size: int, drop_path: float, layer_scale_init: float) -> None:
         super().__init__()
@@ -44,8 +45,14 @@ class _ConvNeXtBlock(nn.Module):
         self.pointwise1 = nn.Linear(dim, 4 * dim)
         self.activation = nn.GELU()
         self.pointwise2 = nn.Linear(4 * dim, dim)
+        self.layer_scale_init = layer_scale_init
         self.gamma = nn.Parameter(torch.full((dim,), layer_scale_init)) if layer_scale_init > 0 else None
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def reset_parameters(self) -> None:
+        """Layer scale back to ``layer_scale_init`` (the layers are initialised by :class:`ConvNeXt`)."""
+        if self.gamma is not None:
+            nn.init.constant_(self.gamma, self.layer_scale_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.depthwise(x).movedim(1, -1)  # channels last for the norm and the MLP
@@ -111,7 +118,8 @@ class ConvNeXt(PyramidBackbone):
             self.downsamples.append(
                 nn.Sequential(_ChannelsFirstLayerNorm(dims[i - 1], eps=1e-6), conv(dims[i - 1], dims[i], kernel_size=2, stride=2))
             )
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        total = sum(depths)  # stochastic depth rising linearly over the blocks (python floats: safe on the meta device)
+        rates = [drop_path_rate * i / (total - 1) if total > 1 else 0.0 for i in range(total)]
         self.stages = nn.ModuleList()
         start = 0
         for depth, dim in zip(depths, dims):
@@ -125,6 +133,10 @@ class ConvNeXt(PyramidBackbone):
             start += depth
         self.norms = nn.ModuleList([_ChannelsFirstLayerNorm(dim, eps=1e-6) for dim in dims])
         self.feature_info = [FeatureInfo(num_chs=dim, reduction=4 * 2**i) for i, dim in enumerate(dims)]
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """ConvNeXt's init: truncated normal (std 0.02) linear and convolution weights, zero biases."""
         self.apply(self._trunc_normal_init)
 
     @staticmethod
@@ -147,11 +159,33 @@ class ConvNeXt(PyramidBackbone):
     def example_config(cls) -> dict:
         return {"spatial_dims": 2, "in_channels": 3, "depths": (1, 1, 1, 1), "dims": (8, 16, 16, 16)}
 
-    def forward(self, x: torch.Tensor) -> BackboneOutput:
-        """``x: (B, in_channels, *spatial)`` -> ``feature_maps``: ``(B, dims[i], *spatial / 4*2**i)``."""
+    def parameter_depths(self) -> dict[str, int]:
+        """The stem 0, block ``k`` (counted over all stages) ``k + 1``; a downsampling layer goes with the
+        first block after it, an output norm with the last block before it."""
+        first = [0]
+        for stage in self.stages:
+            first.append(first[-1] + len(stage))
+        prefixes = {"downsamples.0.": 0}
+        for i, stage in enumerate(self.stages):
+            prefixes.update({f"stages.{i}.{j}.": first[i] + j + 1 for j in range(len(stage))})
+            prefixes[f"norms.{i}."] = first[i + 1]
+            if i:
+                prefixes[f"downsamples.{i}."] = first[i] + 1
+        return self._depths_by_prefix(prefixes, default=0)
+
+    def forward(self, x: torch.Tensor, *, output_hidden_states: bool = False) -> BackboneOutput:
+        """``x: (B, in_channels, *spatial)`` -> ``feature_maps``: ``(B, dims[i], *spatial / 4*2**i)``.
+
+        ``hidden_states``: the stem's output, then each stage's (before its output norm), as
+        transformers' ConvNext returns them.
+        """
         self.check_inputs(x)
-        features = []
-        for downsample, stage, norm in zip(self.downsamples, self.stages, self.norms):
-            x = stage(downsample(x))
+        features, hidden_states = [], []
+        for i, (downsample, stage, norm) in enumerate(zip(self.downsamples, self.stages, self.norms)):
+            x = downsample(x)
+            if i == 0:
+                hidden_states.append(x)
+            x = stage(x)
+            hidden_states.append(x)
             features.append(norm(x))
-        return BackboneOutput(feature_maps=tuple(features))
+        return BackboneOutput(feature_maps=tuple(features), hidden_states=tuple(hidden_states) if output_hidden_states else None)

@@ -17,12 +17,14 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from polyhead.registry import register_backbone
 from polyhead.validation import check_positive, check_probability, look_up_option
 from polyhead.errors import ConfigError
 
-from ._base import BackboneOutput, BackboneSpec, ComputedBuffers, FeatureInfo, SequenceBackbone
+from ._base import AttentionImplementation, BackboneOutput, BackboneSpec, ComputedBuffers, FeatureInfo, SequenceBackbone
 
 __all__ = ["TransformerEncoder"]
 
@@ -54,7 +56,10 @@ def _apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torc
 
 
 class _TransformerAttention(nn.Module):
-    """Multi-head self-attention on ``F.scaled_dot_product_attention``."""
+    """Multi-head self-attention: ``F.scaled_dot_product_attention`` (``"sdpa"``) or written out (``"eager"``).
+
+    Both compute ``softmax(q k^T / sqrt(hd) + mask) v``; only the eager path can return the weights.
+    """
 
     def __init__(self, *, dim: int, num_heads: int, attention_dropout: float, bias: bool) -> None:
         super().__init__()
@@ -70,21 +75,28 @@ class _TransformerAttention(nn.Module):
         attn_mask: torch.Tensor | None,
         is_causal: bool,
         rotary: tuple[torch.Tensor, torch.Tensor] | None,
-    ) -> torch.Tensor:
+        eager: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``x: (B, T, D)``; ``attn_mask: (B, 1, T, T)`` bool, ``True`` where allowed -> ``(B, T, D)`` and the
+        weights ``(B, H, T, T)`` (``eager`` only, else ``None``)."""
         batch, length, dim = x.shape
         qkv = self.qkv(x).reshape(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         if rotary is not None:
             q, k = _apply_rotary(q, *rotary), _apply_rotary(k, *rotary)
-        out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=attn_mask,
-            dropout_p=self.attention_dropout if self.training else 0.0,
-            is_causal=is_causal,
-        )
-        return self.proj(out.transpose(1, 2).reshape(batch, length, dim))
+        dropout = self.attention_dropout if self.training else 0.0
+        weights = None
+        if eager:
+            scores = (q @ k.transpose(-2, -1)) * self.head_dim**-0.5
+            if is_causal:
+                scores = scores.masked_fill(~torch.ones(length, length, dtype=torch.bool, device=x.device).tril(), float("-inf"))
+            if attn_mask is not None:
+                scores = scores.masked_fill(~attn_mask, float("-inf"))
+            weights = F.dropout(scores.softmax(dim=-1), p=dropout, training=self.training)
+            out = weights @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, is_causal=is_causal)
+        return self.proj(out.transpose(1, 2).reshape(batch, length, dim)), weights
 
 
 class _TransformerGRUGate(nn.Module):
@@ -111,8 +123,11 @@ class _TransformerGRUGate(nn.Module):
         return (1 - z) * x + z * h
 
 
-class _TransformerBlock(nn.Module):
+class _TransformerBlock(GradientCheckpointingLayer):
     """Pre-norm block: ``x + attn(norm(x))`` then ``x + mlp(norm(x))``.
+
+    A ``GradientCheckpointingLayer``: with gradient checkpointing on, its activations are
+    recomputed in the backward pass (tensors are passed positionally for that).
 
     With ``residual="gru"`` (GTrXL) each residual sum becomes a gate on the ReLU of the
     sub-layer's output, ``g(x, relu(attn(norm(x))))``: the identity-map reordering
@@ -155,12 +170,15 @@ class _TransformerBlock(nn.Module):
         attn_mask: torch.Tensor | None,
         is_causal: bool,
         rotary: tuple[torch.Tensor, torch.Tensor] | None,
-    ) -> torch.Tensor:
+        eager: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``x: (B, T, D)`` -> ``(B, T, D)`` and the attention weights ``(B, H, T, T)`` when ``eager``."""
+        attended, weights = self.attn(self.norm1(x), attn_mask, is_causal, rotary, eager)
         if self.gated:
-            x = self.gate1(x, F.relu(self.dropout(self.attn(self.norm1(x), attn_mask, is_causal, rotary))))
-            return self.gate2(x, F.relu(self.dropout(self.mlp(self.norm2(x)))))
-        x = x + self.dropout(self.attn(self.norm1(x), attn_mask, is_causal, rotary))
-        return x + self.dropout(self.mlp(self.norm2(x)))
+            x = self.gate1(x, F.relu(self.dropout(attended)))
+            return self.gate2(x, F.relu(self.dropout(self.mlp(self.norm2(x))))), weights
+        x = x + self.dropout(attended)
+        return x + self.dropout(self.mlp(self.norm2(x))), weights
 
 
 @register_backbone("transformer")
@@ -246,7 +264,7 @@ class TransformerEncoder(SequenceBackbone, ComputedBuffers):
 
         if position == "learned":
             self.position_embedding = nn.Parameter(torch.zeros(max_length, dim))
-            nn.init.trunc_normal_(self.position_embedding, std=0.02)
+            self.reset_parameters()
         # Computed tables are non-persistent buffers, rebuilt by reset_computed_buffers().
         self.register_buffer("sinusoidal_table", torch.empty(0), persistent=False)
         self.register_buffer("rotary_inv_freq", torch.empty(0), persistent=False)
@@ -280,15 +298,26 @@ class TransformerEncoder(SequenceBackbone, ComputedBuffers):
         return BackboneSpec(kind="sequence", feature_info=({"num_chs": args["dim"], "reduction": 1},), dim=args["dim"],
                             max_length=args["max_length"] if bounded else None, supports_causal=True)
 
+    def parameter_depths(self) -> dict[str, int]:
+        """Position table 0, block ``i`` ``i + 1``, the final norm with the last block."""
+        prefixes = {f"blocks.{i}.": i + 1 for i in range(len(self.blocks))}
+        prefixes["norm."] = len(self.blocks)
+        return self._depths_by_prefix(prefixes, default=0)
+
     @classmethod
     def example_config(cls) -> dict:
         return {"dim": 16, "depth": 2, "num_heads": 2, "max_length": 32}
 
+    def reset_parameters(self) -> None:
+        """The learned position table: truncated normal, std 0.02 (the blocks' layers keep torch's init)."""
+        if self.position == "learned":
+            nn.init.trunc_normal_(self.position_embedding, std=0.02)
+
     def reset_computed_buffers(self) -> None:
         if self.sinusoidal_table.numel():
-            self.sinusoidal_table.copy_(_sinusoidal_table(self._table_length, self.dim))
+            init.copy_(self.sinusoidal_table, _sinusoidal_table(self._table_length, self.dim))
         if self.rotary_inv_freq.numel():
-            self.rotary_inv_freq.copy_(_rotary_inv_freq(self.dim // self.num_heads))
+            init.copy_(self.rotary_inv_freq, _rotary_inv_freq(self.dim // self.num_heads))
 
     def _attention_mask(self, padding_mask: torch.Tensor | None, length: int, is_causal: bool, device: torch.device) -> torch.Tensor | None:
         """Boolean ``(B, 1, T, T)`` mask, ``True`` where attention is allowed."""
@@ -300,8 +329,22 @@ class TransformerEncoder(SequenceBackbone, ComputedBuffers):
         # A token always sees itself, so fully padded rows never produce NaN.
         return allowed | torch.eye(length, dtype=torch.bool, device=device)
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, is_causal: bool = False) -> BackboneOutput:
-        """Encode ``x: (B, T, D)``; ``padding_mask: (B, T)`` with ``True`` at padding; ``is_causal`` per call."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        *,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        attn_implementation: AttentionImplementation = "sdpa",
+    ) -> BackboneOutput:
+        """Encode ``x: (B, T, D)``; ``padding_mask: (B, T)`` with ``True`` at padding; ``is_causal`` per call.
+
+        ``output_hidden_states``: ``hidden_states`` = the input with positions, then each block's output
+        (``depth + 1`` maps ``(B, T, D)``). ``output_attentions`` (computed eagerly, whatever
+        ``attn_implementation`` says): ``attentions`` = each block's weights ``(B, H, T, T)``.
+        """
         self.check_call(x, padding_mask, is_causal)
         length = x.shape[1]
         if self.position == "learned":
@@ -315,6 +358,14 @@ class TransformerEncoder(SequenceBackbone, ComputedBuffers):
             rotary = (angles.cos().to(x.dtype), angles.sin().to(x.dtype))
         attn_mask = self._attention_mask(padding_mask, length, is_causal, x.device)
         sdpa_causal = is_causal and attn_mask is None
+        eager = output_attentions or attn_implementation == "eager"
+        hidden_states, attentions = [x], []
         for block in self.blocks:
-            x = block(x, attn_mask, sdpa_causal, rotary)
-        return BackboneOutput(feature_maps=(self.norm(x),))
+            x, weights = block(x, attn_mask, sdpa_causal, rotary, eager)
+            hidden_states.append(x)
+            attentions.append(weights)
+        return BackboneOutput(
+            feature_maps=(self.norm(x),),
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
+        )

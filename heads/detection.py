@@ -14,15 +14,13 @@ NMS are post-processing (:func:`fcos_postprocess`), shared by the PyTorch and ON
 
 from __future__ import annotations
 
+import math
+
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
-from torchvision.models.detection import _utils as det_utils
-from torchvision.models.detection.fcos import FCOS, FCOSHead
-from torchvision.ops import FeaturePyramidNetwork, batched_nms, box_convert
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from polyhead.backbones._base import FeatureInfo
 from polyhead.errors import ConfigError
@@ -83,6 +81,10 @@ class FCOSDetectionHead(Head):
         prior_probability: float = 0.01,
         initial_distance: float = 2.0,
     ) -> None:
+        from torchvision.models.detection.fcos import FCOSHead  # torchvision loads on first use, not at `import polyhead`
+        from torchvision.ops import FeaturePyramidNetwork
+        from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
         super().__init__(feature_info=feature_info)
         check_positive("num_classes", num_classes)
         check_positive("fpn_channels", fpn_channels)
@@ -113,10 +115,28 @@ class FCOSDetectionHead(Head):
         self.head = FCOSHead(fpn_channels, num_anchors=1, num_classes=num_classes, num_convs=num_convs)
         if initial_distance < 0:
             raise ConfigError(f"initial_distance must be >= 0, got {initial_distance}.")
-        nn.init.constant_(self.head.regression_head.bbox_reg.bias, float(initial_distance))
-        if prior_probability != 0.01:
-            bias = -torch.log(torch.tensor((1 - prior_probability) / prior_probability))
-            nn.init.constant_(self.head.classification_head.cls_logits.bias, float(bias))
+        self.initial_distance = float(initial_distance)
+        self.prior_probability = float(prior_probability)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torchvision's FCOS and FPN initialisation, with polyhead's box-distance and class priors.
+
+        FPN convolutions: Kaiming uniform (a=1), zero bias; the towers and outputs: normal (std 0.01),
+        zero bias; the class logits' bias ``-log((1 - p) / p)`` (focal-loss prior), the box bias ``initial_distance``.
+        """
+        for module in self.fpn.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_uniform_(module.weight, a=1)
+                nn.init.constant_(module.bias, 0.0)
+        classification, regression = self.head.classification_head, self.head.regression_head
+        for module in [*classification.conv.modules(), *regression.conv.modules(), classification.cls_logits,
+                       regression.bbox_reg, regression.bbox_ctrness]:
+            if isinstance(module, nn.Conv2d):
+                nn.init.normal_(module.weight, std=0.01)
+                nn.init.constant_(module.bias, 0.0)
+        nn.init.constant_(classification.cls_logits.bias, -math.log((1 - self.prior_probability) / self.prior_probability))
+        nn.init.constant_(regression.bbox_reg.bias, self.initial_distance)
 
     @property
     def size_divisor(self) -> int:
@@ -191,6 +211,8 @@ class FCOSDetectionHead(Head):
         dtype = outputs["anchors"].dtype
         targets = [{"boxes": t["boxes"].to(dtype), "labels": t["labels"].long()} for t in targets]
         anchors = list(outputs["anchors"].unbind(0))
+        from torchvision.models.detection.fcos import FCOS
+
         parts = FCOS.compute_loss(self, targets, head_outputs, anchors, self.num_anchors_per_level(outputs))
         return {"loss": sum(parts.values()), **parts}
 
@@ -219,6 +241,9 @@ def fcos_postprocess(
     Returns:
         one ``{"scores": (D,), "labels": (D,), "boxes": (D, 4) xyxy}`` per image, in input pixels.
     """
+    from torchvision.models.detection import _utils as det_utils
+    from torchvision.ops import batched_nms
+
     coder = det_utils.BoxLinearCoder(normalize_by_size=True)
     results = []
     for i in range(cls_logits.shape[0]):
@@ -247,4 +272,6 @@ def fcos_postprocess(
 
 def xywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
     """COCO ``(x, y, w, h)`` -> ``(x0, y0, x1, y1)``."""
+    from torchvision.ops import box_convert
+
     return box_convert(boxes, "xywh", "xyxy")

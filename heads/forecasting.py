@@ -11,8 +11,9 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import initialization as init
 
-from polyhead.backbones._base import FeatureInfo
+from polyhead.backbones._base import ComputedBuffers, FeatureInfo
 from polyhead.errors import ConfigError
 from polyhead.registry import register_head
 from polyhead.validation import check_positive, check_probability, look_up_option
@@ -37,7 +38,7 @@ def pinball_loss(predictions: torch.Tensor, targets: torch.Tensor, quantiles: to
 
 
 @register_head("forecast")
-class ForecastHead(Head):
+class ForecastHead(Head, ComputedBuffers):
     """Flatten-and-project forecasting head with point or quantile outputs.
 
     Args:
@@ -84,9 +85,15 @@ class ForecastHead(Head):
         self.horizon = horizon
         self.num_outputs = max(len(quantiles), 1)
         self.median_index = quantiles.index(0.5) if quantiles else 0
-        self.register_buffer("quantiles", torch.tensor(quantiles, dtype=torch.float32), persistent=True)
+        self.quantile_levels = quantiles
+        self.register_buffer("quantiles", torch.empty(len(quantiles)), persistent=True)
+        self.reset_computed_buffers()
         self.dropout = nn.Dropout(dropout)
         self.projection = nn.Linear(num_tokens * self.feature_info[0]["num_chs"], horizon * self.num_outputs)
+
+    def reset_computed_buffers(self) -> None:
+        """``quantiles``: the quantile levels of the constructor, ``(Q,)``."""
+        init.copy_(self.quantiles, torch.tensor(self.quantile_levels, dtype=torch.float32))
 
     @classmethod
     def example_kwargs(cls, *, example_inputs: Mapping[str, torch.Tensor]) -> dict:

@@ -91,16 +91,33 @@ class NextItemHead(Head):
         self.num_negatives = num_negatives
         self.padding_index = num_items
         self.item_embedding = nn.Embedding(num_items + 1, dim, padding_idx=num_items)
-        nn.init.normal_(self.item_embedding.weight, std=dim**-0.5)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Item vectors ``N(0, 1/D)``; the padding row zero."""
+        weight = self.item_embedding.weight
+        nn.init.normal_(weight, std=weight.shape[1] ** -0.5)
         with torch.no_grad():
-            self.item_embedding.weight[num_items].zero_()
+            weight[self.padding_index].zero_()
 
     @classmethod
     def example_kwargs(cls, *, example_inputs: Mapping[str, torch.Tensor]) -> dict:
         return {"num_items": 50}
 
+    def set_item_embedding(self, table: nn.Embedding) -> None:
+        """Use ``table`` ``(N' + 1, D)`` as the item table: items ``0 .. N'-1``, its last row the padding.
+
+        What ``resize_token_embeddings`` calls (catalogue growth): transformers appends the new rows,
+        so the old padding row (zeros) becomes item ``N`` and the last new row the padding; a padding
+        row's vector is never read by a real position (padding is masked in the backbone).
+        """
+        check_positive("num_items", table.num_embeddings - 1)
+        table.padding_idx = table.num_embeddings - 1
+        self.item_embedding = table
+        self.num_items = self.padding_index = table.num_embeddings - 1
+
     def embed(self, item_ids: torch.Tensor) -> torch.Tensor:
-        """Item vectors ``(..., D)`` of ``item_ids`` (the padding index gives zeros)."""
+        """Item vectors ``(..., D)`` of ``item_ids`` (the padding row: zeros in a new model; masked anyway)."""
         return self.item_embedding(item_ids)
 
     def score(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -153,10 +170,17 @@ class _HiformerAttention(nn.Module):
         self.qkv_bias = nn.Parameter(torch.zeros(num_fields, 3 * dim))
         self.out = nn.Parameter(torch.empty(num_fields, dim, dim))
         self.out_bias = nn.Parameter(torch.zeros(num_fields, dim))
-        nn.init.normal_(self.qkv, std=dim**-0.5)
-        nn.init.normal_(self.out, std=dim**-0.5)
         self.norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Per-field projections ``N(0, 1/D)``, zero biases."""
+        dim = self.out.shape[1]
+        nn.init.normal_(self.qkv, std=dim**-0.5)
+        nn.init.normal_(self.out, std=dim**-0.5)
+        nn.init.zeros_(self.qkv_bias)
+        nn.init.zeros_(self.out_bias)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         batch, fields, dim = tokens.shape

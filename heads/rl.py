@@ -42,11 +42,16 @@ def _check_action_space(discrete: bool, action_dim: int) -> None:
         raise ConfigError(f"A discrete action space needs at least 2 actions, got action_dim={action_dim}.")
 
 
-def _layer_init(layer: nn.Linear, std: float) -> nn.Linear:
-    """Orthogonal weights and zero bias (the PPO initialisation of CleanRL)."""
-    nn.init.orthogonal_(layer.weight, std)
-    nn.init.zeros_(layer.bias)
-    return layer
+class _RLOrthogonalLinear(nn.Linear):
+    """``nn.Linear`` with orthogonal weights (gain ``std``) and zero bias: the PPO initialisation of CleanRL."""
+
+    def __init__(self, in_features: int, out_features: int, *, std: float) -> None:
+        self.std = std  # read by reset_parameters, which nn.Linear's constructor calls
+        super().__init__(in_features, out_features)
+
+    def reset_parameters(self) -> None:
+        nn.init.orthogonal_(self.weight, self.std)
+        nn.init.zeros_(self.bias)
 
 
 def policy_distribution(action_preds: torch.Tensor, log_std: torch.Tensor | None) -> torch.distributions.Distribution:
@@ -105,12 +110,18 @@ class ActorCriticHead(Head):
 
         def mlp(out: int, std: float) -> nn.Module:
             if not hidden_dim:
-                return _layer_init(nn.Linear(dim, out), std)
-            return nn.Sequential(_layer_init(nn.Linear(dim, hidden_dim), math.sqrt(2)), nn.Tanh(), _layer_init(nn.Linear(hidden_dim, out), std))
+                return _RLOrthogonalLinear(dim, out, std=std)
+            return nn.Sequential(_RLOrthogonalLinear(dim, hidden_dim, std=math.sqrt(2)), nn.Tanh(), _RLOrthogonalLinear(hidden_dim, out, std=std))
 
         self.actor = mlp(action_dim, 0.01)
         self.critic = mlp(1, 1.0)
-        self.log_std = None if discrete else nn.Parameter(torch.full((action_dim,), float(init_log_std)))
+        self.init_log_std = float(init_log_std)
+        self.log_std = None if discrete else nn.Parameter(torch.full((action_dim,), self.init_log_std))
+
+    def reset_parameters(self) -> None:
+        """The Gaussian policy's log standard deviation back to ``init_log_std`` (the layers init themselves)."""
+        if self.log_std is not None:
+            nn.init.constant_(self.log_std, self.init_log_std)
 
     @classmethod
     def example_kwargs(cls, *, example_inputs: Mapping[str, torch.Tensor]) -> dict:

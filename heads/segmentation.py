@@ -14,9 +14,6 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import torch
-from monai.losses import DiceCELoss
-from monai.networks.blocks import UnetOutBlock, UnetrBasicBlock, UnetrUpBlock
-from monai.networks.blocks.dynunet_block import get_conv_layer
 from torch import nn
 
 from polyhead.backbones._base import BackboneKind
@@ -64,6 +61,10 @@ class UnetrDecoder(Head):
         dice_weight: float = 1.0,
         ce_weight: float = 1.0,
     ) -> None:
+        from monai.losses import DiceCELoss  # MONAI loads on first use, not at `import polyhead`
+        from monai.networks.blocks import UnetOutBlock, UnetrBasicBlock, UnetrUpBlock
+        from monai.networks.blocks.dynunet_block import get_conv_layer
+
         super().__init__(feature_info=feature_info)
         check_positive("num_labels", num_labels)
         check_positive("feature_size", feature_size)

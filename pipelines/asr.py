@@ -208,9 +208,12 @@ class PolyheadASRPipeline(AutomaticSpeechRecognitionPipeline):
         )
 
     def postprocess(self, model_outputs: Any, **kwargs: Any) -> dict[str, Any]:
-        """transformers' post-processing, then whitespace collapsed (CTC can emit two word delimiters in a row)."""
+        """transformers' post-processing, then whitespace collapsed (CTC can emit two word delimiters in a row)
+        and timestamps as Python floats (transformers gives numpy floats, which ``json`` refuses)."""
         output = super().postprocess(model_outputs, **kwargs)
         output["text"] = " ".join(output["text"].split())
+        for chunk in output.get("chunks", []):
+            chunk["timestamp"] = tuple(None if t is None else float(t) for t in chunk["timestamp"])
         return output
 
     def __call__(self, inputs: Any, sampling_rate: int | None = None, **kwargs: Any) -> Any:

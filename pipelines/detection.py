@@ -33,7 +33,10 @@ from transformers.pipelines.object_detection import ObjectDetectionPipeline
 from polyhead.errors import InputError
 from polyhead.tasks.detection.processing import to_rgb_tensor
 
-__all__ = ["ObjectDetectionPipeline", "PolyheadObjectDetectionPipeline", "load_image", "fetch_url", "DEFAULT_TIMEOUT_S", "MAX_DOWNLOAD_BYTES"]
+__all__ = ["ObjectDetectionPipeline", "PolyheadObjectDetectionPipeline", "draw_detections", "load_image", "fetch_url", "DEFAULT_TIMEOUT_S", "MAX_DOWNLOAD_BYTES"]
+
+#: the colours boxes are drawn in, one per label in order of first appearance
+PALETTE = [(255, 64, 64), (64, 160, 255), (255, 200, 0), (200, 64, 255), (0, 200, 120), (255, 128, 0), (0, 220, 220), (255, 0, 160)]
 
 #: seconds an image URL may take to connect, to send each piece, and to download in all, unless ``timeout=`` says otherwise
 DEFAULT_TIMEOUT_S = 10.0
@@ -168,3 +171,42 @@ class PolyheadObjectDetectionPipeline(ObjectDetectionPipeline):
     def postprocess(self, model_outputs: Any, threshold: float = 0.5) -> list[dict[str, Any]]:
         detections = super().postprocess(model_outputs, threshold=threshold)
         return sorted(detections, key=lambda d: -d["score"])
+
+
+def draw_detections(image: Any, detections: list[dict[str, Any]], *, out: str | Path | None = None, width: int = 2) -> Image.Image:
+    """Draw a detection pipeline's boxes on ``image``: a box, a label and a score per detection, a colour per label.
+
+    Args:
+        image: what the pipeline was given (a path, URL, PIL image, array or tensor).
+        detections: the pipeline's output for that image (``[{"score", "label", "box"}]``, input pixels).
+        out: also save the picture there (``.jpg`` / ``.png``).
+        width: line width in pixels.
+
+    Returns:
+        An RGB ``PIL.Image`` (a copy: the input is not changed).
+
+    Example:
+        >>> detect = polyhead.pipeline("object-detection")
+        >>> draw_detections("photo.jpg", detect("photo.jpg"), out="photo_boxes.jpg")
+    """
+    from PIL import ImageDraw
+
+    picture = Image.fromarray(to_rgb_tensor(load_image(image)).permute(1, 2, 0).numpy())
+    draw = ImageDraw.Draw(picture)
+    colours: dict[str, tuple[int, int, int]] = {}
+    for detection in detections:
+        try:
+            box, label, score = detection["box"], str(detection["label"]), float(detection["score"])
+            corners = [float(box["xmin"]), float(box["ymin"]), float(box["xmax"]), float(box["ymax"])]
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"Each detection must be {{'score', 'label', 'box': {{xmin, ymin, xmax, ymax}}}} as the pipeline returns it, got {detection!r}.") from None
+        colour = colours.setdefault(label, PALETTE[len(colours) % len(PALETTE)])
+        draw.rectangle(corners, outline=colour, width=width)
+        draw.text((corners[0] + 2, corners[1] + 1), f"{label} {score:.2f}", fill=colour)
+    if out is not None:
+        target = Path(out)
+        if target.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+            raise InputError(f"out must be a .jpg or .png path, got {str(out)!r}.")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        picture.save(target, **({"quality": 90} if target.suffix.lower() in (".jpg", ".jpeg") else {}))
+    return picture

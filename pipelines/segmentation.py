@@ -6,6 +6,7 @@ Example:
     >>> out = seg("scan.nii.gz")
     >>> out["mask"].shape, out["labels"], out["volumes_ml"]
     >>> seg("scan.nii.gz", output="pred.nii.gz")        # NIfTI with the input's affine and header
+    >>> seg("scan.nii.gz", overlay="pred.png")          # three orthogonal slices, the mask over the image
 
 The network only ever sees patches of ``config.patch_size``: the task's inferer
 (:class:`~polyhead.tasks.segmentation.inference.SegmentationInferer`, MONAI's sliding window)
@@ -30,7 +31,7 @@ from polyhead.errors import InputError
 from polyhead.tasks.segmentation.inference import SegmentationInferer
 from polyhead.tasks.segmentation.processing import NIFTI_SUFFIXES
 
-__all__ = ["SegmentationPipeline"]
+__all__ = ["SegmentationPipeline", "save_overlay", "OVERLAY_COLOURS"]
 
 
 def _is_real(value: Any) -> bool:
@@ -50,12 +51,14 @@ class SegmentationPipeline(Pipeline):
 
     Arguments: ``output`` (a ``.nii``/``.nii.gz`` path: the mask is written there with the
     input's affine and header; an existing file is replaced only if polyhead wrote it, or with
-    ``overwrite=True``), ``affine`` (4x4, for arrays), ``sw_overlap``,
-    ``sw_batch_size``, ``return_probabilities``.
+    ``overwrite=True``), ``overlay`` (a ``.png`` path: three orthogonal slices through the
+    labelled tissue with the mask over the image, :func:`save_overlay`; replaced like ``output``),
+    ``affine`` (4x4 voxel-to-world, for arrays: without it an array is taken as 1 mm voxels, with
+    a warning), ``sw_overlap``, ``sw_batch_size``, ``return_probabilities``.
 
     Output per volume: ``{"mask": (D, H, W) uint8 in the input's grid, "labels": [names],
     "volumes_ml": {name: millilitres}, "affine": (4, 4), "output": path (if written),
-    "probabilities": (K, D, H, W) (if asked)}``.
+    "overlay": path (if written), "probabilities": (K, D, H, W) (if asked)}``.
     """
 
     _load_processor = False
@@ -67,8 +70,9 @@ class SegmentationPipeline(Pipeline):
         if isinstance(inputs, (list, tuple)):
             if not inputs:
                 raise InputError("Got an empty list of volumes.")
-            if kwargs.get("output") is not None:
-                raise InputError("output= writes one file: segment one volume per call to write it.")
+            for name in ("output", "overlay"):
+                if kwargs.get(name) is not None:
+                    raise InputError(f"{name}= writes one file: segment one volume per call to write it.")
             return super().__call__(list(inputs), **kwargs)
         return super().__call__([inputs], **kwargs)[0]
 
@@ -80,14 +84,18 @@ class SegmentationPipeline(Pipeline):
         sw_batch_size: int | None = None,
         return_probabilities: bool = False,
         overwrite: bool = False,
+        overlay: str | os.PathLike | None = None,
         **unknown: Any,
     ):
         if unknown:
             raise InputError(
-                f"Unknown pipeline argument(s) {sorted(unknown)}; expected output, overwrite, affine, sw_overlap, sw_batch_size, return_probabilities."
+                f"Unknown pipeline argument(s) {sorted(unknown)}; expected output, overlay, overwrite, affine, sw_overlap, sw_batch_size, "
+                "return_probabilities."
             )
         if output is not None:
             _check_output(Path(output), overwrite=overwrite)  # before the inference, not after it
+        if overlay is not None:
+            _check_overlay(Path(overlay), overwrite=overwrite)
         if sw_overlap is not None and (not _is_real(sw_overlap) or not 0.0 <= float(sw_overlap) < 1.0):
             raise InputError(f"sw_overlap must be a number in [0, 1), got {sw_overlap!r}.")
         if sw_batch_size is not None and (
@@ -97,7 +105,7 @@ class SegmentationPipeline(Pipeline):
         if not isinstance(return_probabilities, (bool, np.bool_)):
             raise InputError(f"return_probabilities must be True or False, got {return_probabilities!r}.")
         forward = {"sw_overlap": None if sw_overlap is None else float(sw_overlap), "sw_batch_size": None if sw_batch_size is None else int(sw_batch_size)}
-        return {"affine": affine}, forward, {"output": output, "return_probabilities": bool(return_probabilities)}
+        return {"affine": affine}, forward, {"output": output, "overlay": overlay, "return_probabilities": bool(return_probabilities)}
 
     def preprocess(self, volume: Any, affine: Any = None) -> dict[str, Any]:
         data = self.feature_extractor(volume, affine=affine)  # loads and checks: unreadable files are InputErrors here
@@ -113,7 +121,13 @@ class SegmentationPipeline(Pipeline):
         inferer = SegmentationInferer(self.model.config, overlap=sw_overlap, sw_batch_size=sw_batch_size)  # the task's, with this call's overrides
         return {"logits": inferer(self.model, {"pixel_values": volume}).logits, **model_inputs}
 
-    def postprocess(self, model_outputs: dict[str, Any], output: str | os.PathLike | None = None, return_probabilities: bool = False) -> dict[str, Any]:
+    def postprocess(
+        self,
+        model_outputs: dict[str, Any],
+        output: str | os.PathLike | None = None,
+        overlay: str | os.PathLike | None = None,
+        return_probabilities: bool = False,
+    ) -> dict[str, Any]:
         labels = list(self.model.config.labels)
         data = model_outputs["data"]
         probabilities = torch.softmax(model_outputs["logits"][0].float(), dim=0)
@@ -135,6 +149,8 @@ class SegmentationPipeline(Pipeline):
             result["probabilities"] = in_grid.numpy()
         if output is not None:
             result["output"] = str(_write_mask(mask, affine, model_outputs["header"], Path(output)))
+        if overlay is not None:
+            result["overlay"] = str(save_overlay(original.as_tensor()[0].numpy(), mask, affine, overlay, labels=labels))
         return result
 
 
@@ -158,6 +174,113 @@ def _check_output(path: Path, *, overwrite: bool) -> None:
             raise InputError(
                 f"output {path} exists and was not written by polyhead; pass overwrite=True to replace it, or choose another path."
             )
+
+
+def _check_overlay(path: Path, *, overwrite: bool) -> None:
+    """Raise :class:`InputError` unless ``path`` is a PNG path polyhead may write (checked before inference)."""
+    if path.is_dir() or path.suffix.lower() != ".png":
+        raise InputError(f"overlay must be a .png file path, got {str(path)!r}.")
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"overlay {path} cannot be written: {parent} is not a writable folder.")
+    if path.exists() and not overwrite and not _overlay_by_polyhead(path):
+        raise InputError(f"overlay {path} exists and was not written by polyhead; pass overwrite=True to replace it, or choose another path.")
+
+
+#: the PNG text chunk that marks an overlay polyhead wrote (and may replace)
+OVERLAY_MARK = ("Software", "polyhead segmentation overlay")
+
+#: RGB colours of labels 1, 2, ... in overlays (background is not drawn)
+OVERLAY_COLOURS = ((255, 140, 0), (0, 190, 255), (60, 220, 60), (230, 60, 200), (250, 230, 40), (150, 100, 255))
+
+
+def _overlay_by_polyhead(path: Path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.info.get(OVERLAY_MARK[0]) == OVERLAY_MARK[1]
+    except Exception:  # not a readable PNG: certainly not one of ours
+        return False
+
+
+def save_overlay(
+    image: np.ndarray, mask: np.ndarray, affine: np.ndarray, path: str | os.PathLike, *, labels: list[str] | None = None, alpha: float = 0.45, height: int = 320
+) -> Path:
+    """Write three orthogonal slices (sagittal, coronal, axial) with ``mask`` over ``image`` as a PNG.
+
+    The slices pass through the centre of the labelled voxels (the volume's centre when none is
+    labelled), are shown in RAS (left on the left of coronal and axial views, superior up) with
+    the voxel sizes of ``affine`` (mm, so anisotropic voxels are not stretched), and each label
+    ``1, 2, ...`` is drawn in :data:`OVERLAY_COLOURS` with opacity ``alpha``; a legend names
+    ``labels``. Written atomically, with the umask's permissions.
+
+    Args:
+        image: ``(D, H, W)`` intensities (one channel).
+        mask: ``(D, H, W)`` integer labels in the same grid.
+        affine: ``(4, 4)`` voxel to world.
+        path: where to write (``.png``).
+        labels: label names, index = label value (the legend); ``None``: the values.
+        height: pixels of each panel's longest side.
+    """
+    from PIL import Image, ImageDraw, PngImagePlugin
+
+    image = np.asarray(image, dtype=np.float32)
+    mask = np.asarray(mask)
+    if image.shape != mask.shape or image.ndim != 3:
+        raise InputError(f"save_overlay needs a 3D image and a mask of the same shape, got {image.shape} and {mask.shape}.")
+    ornt = nib.orientations.io_orientation(np.asarray(affine, dtype=np.float64))
+    image = nib.orientations.apply_orientation(image, ornt)  # RAS voxel axes
+    mask = nib.orientations.apply_orientation(mask, ornt)
+    zooms = np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(0))[ornt[:, 0].astype(int)]
+    low, high = np.percentile(image, [0.5, 99.5])
+    grey = np.clip((image - low) / max(high - low, 1e-6), 0.0, 1.0)
+    found = np.argwhere(mask > 0)
+    centre = found.mean(0).round().astype(int) if len(found) else np.array(image.shape) // 2
+    colours = np.array([(0, 0, 0), *OVERLAY_COLOURS], dtype=np.float32)
+
+    def panel(axis: int) -> Image.Image:
+        index = [slice(None)] * 3
+        index[axis] = int(centre[axis])
+        plane, labelled = grey[tuple(index)], mask[tuple(index)].astype(int)  # the two other axes, in order
+        rgb = np.repeat(plane[..., None] * 255.0, 3, axis=-1)
+        shown = labelled > 0
+        rgb[shown] = (1 - alpha) * rgb[shown] + alpha * colours[np.minimum(labelled[shown], len(colours) - 1)]
+        rgb = np.flip(np.transpose(rgb, (1, 0, 2)), axis=0)  # second axis up (A or S), first axis to the right
+        mm = [float(zooms[a]) for a in range(3) if a != axis]
+        extent = (plane.shape[0] * mm[0], plane.shape[1] * mm[1])
+        scale = height / max(extent)
+        size = (max(1, round(extent[0] * scale)), max(1, round(extent[1] * scale)))
+        return Image.fromarray(rgb.astype(np.uint8)).resize(size, Image.NEAREST)
+
+    panels = [panel(axis) for axis in (0, 1, 2)]
+    legend = 18
+    width = sum(p.width for p in panels) + 10 * (len(panels) - 1)
+    canvas = Image.new("RGB", (width, height + legend), (0, 0, 0))
+    left = 0
+    for item in panels:
+        canvas.paste(item, (left, legend + (height - item.height) // 2))
+        left += item.width + 10
+    draw = ImageDraw.Draw(canvas)
+    names = labels or [str(v) for v in range(int(mask.max()) + 1)]
+    x = 4
+    for value, name in enumerate(names[1:], start=1):
+        colour = tuple(int(c) for c in colours[min(value, len(colours) - 1)])
+        draw.rectangle([x, 4, x + 10, 14], fill=colour)
+        draw.text((x + 14, 3), name, fill=(255, 255, 255))
+        x += 24 + 7 * len(name)
+    draw.text((width - 150, 3), "sagittal | coronal | axial (RAS)", fill=(200, 200, 200))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(*OVERLAY_MARK)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp.png")
+    try:
+        canvas.save(tmp, format="PNG", pnginfo=info)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def _written_by_polyhead(path: Path) -> bool:

@@ -22,6 +22,7 @@ from typing import Any
 from . import registry
 from .errors import ModelLoadError
 from .model_dir import (
+    MULTITASK_MODEL_TYPE,
     CARD_NAME,
     INT8_NAME,
     METRICS_NAME,
@@ -84,7 +85,7 @@ def _parts(model_dir: Path, config_dict: Mapping[str, Any], task: Any) -> tuple[
             model = model_class(config)
     except (RuntimeError, NotImplementedError):  # a constructor that needs real tensors
         model = model_class(config)
-    parts = [("backbone", model.backbone), *model.adapter.named_children()]
+    parts = model.named_parts()
     rows = []
     for name, child in parts:
         section = config_dict.get(name)
@@ -138,9 +139,18 @@ def _init_context(init: Any) -> dict[str, Any] | None:
             "new": sized("new"), "mismatched": sized("mismatched")}
 
 
+def _pretrained_context(report: Any) -> dict[str, Any] | None:
+    """Where the backbone's weights came from (``metrics.json``'s ``pretrained``: timm, torchvision, MONAI, ...)."""
+    if not isinstance(report, Mapping) or not report.get("source"):
+        return None
+    sized = lambda key: len(report[key]) if isinstance(report.get(key), list) else None  # noqa: E731
+    return {"source": report["source"], "description": report.get("description") or report.get("family"), "licence": report.get("licence"),
+            "loaded": report.get("loaded"), "new": sized("new"), "ignored": sized("ignored"), "adapted": sized("adapted")}
+
+
 def _metrics_context(metrics: Mapping[str, Any] | None) -> dict[str, Any]:
     if not metrics:
-        return {"metric_rows": [], "baseline_names": [], "data_items": [], "split_rows": [], "split_columns": [], "init": None}
+        return {"metric_rows": [], "baseline_names": [], "data_items": [], "split_rows": [], "split_columns": [], "init": None, "pretrained": None}
     test = {k: v for k, v in (metrics.get("test") or {}).items() if isinstance(v, (int, float))}
     baselines = metrics.get("baselines") or {}
     names = list(baselines)
@@ -161,8 +171,29 @@ def _metrics_context(metrics: Mapping[str, Any] | None) -> dict[str, Any]:
         "best_step": metrics.get("best_step"),
         "global_step": metrics.get("global_step"),
         "init": _init_context(metrics.get("init")),
+        "pretrained": _pretrained_context(metrics.get("pretrained")),
         "stopped_early": metrics.get("stopped_early"),
     }
+
+
+def _members(config_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """The tasks of a multi-task model by their names (``{}`` for a single-task model)."""
+    tasks = config_dict.get("tasks") if config_dict.get("model_type") == MULTITASK_MODEL_TYPE else None
+    return {name: registry.task_for(spec["model_type"]) for name, spec in (tasks or {}).items()}
+
+
+def _task_tables(metrics: Mapping[str, Any] | None, members: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One results table per task of a multi-task model: its metrics beside its own baselines."""
+    test = (metrics or {}).get("test") or {}
+    baselines = (metrics or {}).get("baselines") or {}
+    tables = []
+    for member, task in members.items():
+        prefix = f"{member}/"
+        names = [b for b, values in baselines.items() if any(k.startswith(prefix) for k in values)]
+        rows = [[f"`{k.removeprefix(prefix)}`", _fmt(v), *(_fmt(baselines[b].get(k, "-")) for b in names)]
+                for k, v in test.items() if k.startswith(prefix) and isinstance(v, (int, float))]
+        tables.append({"name": member, "task": task.name, "pipeline": task.pipeline_task, "baseline_names": names, "rows": rows})
+    return tables
 
 
 def render_card(
@@ -207,23 +238,23 @@ def render_card(
     source = ((metrics or {}).get("data") or {}).get("source", data_section.get("source"))
     dataset = _dataset_id(source)
     model_name = repo_id.split("/")[-1] if repo_id else "-".join(filter(None, [config_dict["model_type"], dataset]))
-    eval_results = [
-        EvalResult(
-            task_type=task.pipeline_task,
-            task_name=task.pipeline_task.replace("-", " ").capitalize(),
-            dataset_type=dataset or "unknown",
-            dataset_name=dataset or "unknown",
-            dataset_split="test",
-            metric_type=name,
-            metric_value=value,
-        )
-        for name, value in ((metrics or {}).get("test") or {}).items()
-        if isinstance(value, (int, float)) and not isinstance(value, bool)
-    ]
-    tags = [task.name, task.domain, backbone.get("type"), head.get("type"), *(hub.get("tags") or [])]
+    members = _members(config_dict)  # a multi-task model: each task's name -> its task (for its results)
+    eval_results = []
+    for name, value in ((metrics or {}).get("test") or {}).items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        member, _, metric = name.rpartition("/")
+        kind = members[member].pipeline_task if member in members else task.pipeline_task
+        if not kind:
+            continue  # an aggregate of several tasks (task_mean_loss) is no result of one task
+        eval_results.append(EvalResult(
+            task_type=kind, task_name=(f"{member}: " if member else "") + kind.replace("-", " ").capitalize(),
+            dataset_type=dataset or "unknown", dataset_name=dataset or "unknown", dataset_split="test", metric_type=name, metric_value=value,
+        ))
+    tags = [task.name, task.domain, backbone.get("type"), head.get("type"), *(m.name for m in members.values()), *(hub.get("tags") or [])]
     card_data = ModelCardData(
         library_name="polyhead",
-        pipeline_tag=task.pipeline_task,
+        pipeline_tag=task.pipeline_task or None,
         tags=list(dict.fromkeys(t for t in tags if t)),
         datasets=[dataset] if dataset else None,
         license=license or hub.get("license") or DEFAULT_LICENSE,
@@ -249,6 +280,7 @@ def render_card(
         "seed": train_section.get("seed", "the config's"),
         "data_source": source,
         **_metrics_context(metrics),
+        "task_tables": _task_tables(metrics, members),
     }
     templates = resources.files("polyhead.model_cards")
     template = templates / f"{task.name}.md"

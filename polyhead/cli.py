@@ -96,14 +96,16 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import REPORT_NAME, export_onnx
+    from .export import export_onnx
+    from .model_dir import onnx_names
 
-    report = export_onnx(args.model_dir, quantize=args.quantize, atol=args.atol, rtol=args.rtol)
+    report = export_onnx(args.model_dir, quantize=args.quantize, atol=args.atol, rtol=args.rtol, task=args.task)
+    onnx_name, _, report_name = onnx_names(args.task)
     rows = [["input sizes", "output", "max abs diff", "max rel diff", "ok"]]
     for row in report["parity"]:
         for name, diff in row["outputs"].items():
             rows.append([str(row["shapes"]), name, f"{diff['max_abs_diff']:.3g}", f"{diff['max_rel_diff']:.3g}", "yes" if diff["within_tolerance"] else "NO"])
-    print(f"Exported {Path(args.model_dir) / 'model.onnx'} ({report['file_bytes'] / 1e6:.2f} MB, opset {report['opset']}, "
+    print(f"Exported {Path(args.model_dir) / onnx_name} ({report['file_bytes'] / 1e6:.2f} MB, opset {report['opset']}, "
           f"dynamic axes {report['dynamic_axes']}) in {report['export_seconds']} s")
     print(f"Parity with PyTorch (tolerance {report['tolerance']['rule']}, atol={report['tolerance']['atol']}, rtol={report['tolerance']['rtol']}):")
     print(_table(rows))
@@ -116,7 +118,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         if "test_metrics" in int8:
             change = ", ".join(f"{k} {v:+.2%}" for k, v in int8["test_metrics"]["relative_change"].items())
             print(f"int8 test metrics vs fp32: {change}")
-    print(f"Report: {Path(args.model_dir) / REPORT_NAME}")
+    print(f"Report: {Path(args.model_dir) / report_name}")
     return 0
 
 
@@ -137,31 +139,46 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_input(path: str) -> Any:
-    import pandas as pd
+def _jsonable(value: Any) -> Any:
+    """A pipeline result as JSON: numbers as numbers; a large array (a mask) as its shape, not its values."""
+    import numpy as np
+    import torch
 
-    from .errors import InputError
-
-    file = Path(path)
-    if not file.is_file():
-        raise InputError(f"Input file {path} does not exist.")
-    readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".json": pd.read_json}
-    if file.suffix.lower() not in readers:
-        raise InputError(f"Input file must be .csv, .parquet or .json, got {file.name}.")
-    return readers[file.suffix.lower()](file)
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.size <= 64 else {"shape": list(value.shape), "dtype": str(value.dtype)}
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .loading import read_config_dict, task_of
-    from .pipelines import pipeline
+    from .errors import InputError
+    from .model_dir import MULTITASK_MODEL_TYPE, read_config_dict, task_of
+    from .pipelines import ALIASES, PIPELINES, pipeline
     from .registry import TASKS, get
 
-    task = get(TASKS, task_of(read_config_dict(args.model_dir))) if Path(args.model_dir).exists() else None
-    pipe = pipeline(task.pipeline_task if task else args.task, model=args.model_dir)
-    # images go to the pipeline as paths (it reads and checks them); tables are read here
-    image_suffixes = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-    inputs = args.input if Path(args.input).suffix.lower() in image_suffixes else _read_input(args.input)
-    print(json.dumps(pipe(inputs), indent=2, default=str))
+    if args.model in PIPELINES or args.model in ALIASES:  # a task name: its embedded default
+        task, model, extra = get(TASKS, PIPELINES[ALIASES.get(args.model, args.model)][1])(), None, {}
+    else:
+        from .loading import local_model_dir
+
+        config = read_config_dict(local_model_dir(args.model))  # a Hub repo id: config.json says the task
+        model, extra = args.model, {}
+        if config["model_type"] == MULTITASK_MODEL_TYPE:  # one of its tasks, on the shared backbone
+            tasks = config.get("tasks") or {}
+            if args.task_name not in tasks:
+                raise InputError(f"{args.model} is a multi-task model: name one of its tasks with --task-name ({', '.join(tasks)}).")
+            config, extra = tasks[args.task_name], {"task_name": args.task_name}
+        task = get(TASKS, task_of(config))()
+    options = {name: getattr(args, name) for name in ("threshold", "top_k", "prediction_length", "plot", "output", "episodes", "seed")
+               if getattr(args, name) is not None}
+    if "output" in options and len(args.inputs) > 1:
+        raise InputError("--output names one file; predict one input per call to write it.")
+    pipe = pipeline(task.pipeline_task, model=model, backend=args.backend, **extra)
+    for result in task.predict(pipe, args.inputs, **options):  # JSON lines: one result per input, in order
+        print(json.dumps(result, default=_jsonable))
     return 0
 
 
@@ -172,8 +189,27 @@ def _cmd_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list_model_dir(model_dir: str, as_json: bool) -> int:
+    from .loading import AutoModel
+    from .model_dir import MULTITASK_MODEL_TYPE
+
+    model = AutoModel.from_pretrained(model_dir)
+    tasks = list(model.config.tasks) if model.config.model_type == MULTITASK_MODEL_TYPE else [model.config.model_type]
+    parts = [[name, type(module).__name__, f"{sum(p.numel() for p in module.parameters()):,}"] for name, module in model.named_parts()]
+    if as_json:
+        print(json.dumps({"model_type": model.config.model_type, "tasks": {n: model.config.tasks[n]["model_type"] for n in tasks}
+                          if model.config.model_type == MULTITASK_MODEL_TYPE else tasks, "parts": {r[0]: r[2] for r in parts}}, indent=2))
+        return 0
+    print(f"{model_dir}: {model.config.model_type}, tasks: {', '.join(tasks)}")
+    print(_table([["part", "class", "parameters"], *parts]))
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from . import registry
+
+    if args.model_dir is not None:
+        return _list_model_dir(args.model_dir, args.json)
 
     backbones = {n: registry.get(registry.BACKBONES, n) for n in registry.names(registry.BACKBONES)}
     heads = {n: registry.get(registry.HEADS, n) for n in registry.names(registry.HEADS)}
@@ -259,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", choices=["int8"], help="also write a dynamic-int8 model.int8.onnx with its own report")
     p.add_argument("--atol", type=float, help="absolute tolerance (default: the task's, 1e-4)")
     p.add_argument("--rtol", type=float, help="relative tolerance (default: the task's, 1e-5)")
+    p.add_argument("--task", help="the task to export of a multi-task model folder (writes model.<task>.onnx)")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("push", help="push a model dir (weights, config, processor, ONNX, model card) to the Hub in one commit",
@@ -274,11 +311,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--commit-message", help="default: 'Upload polyhead <task> model'")
     p.set_defaults(func=_cmd_push)
 
-    p = sub.add_parser("predict", help="run a model's pipeline on an input file and print JSON",
-                       description="Run the model's pipeline on INPUT (.csv/.parquet/.json, or an image for detection) and print the result as JSON.")
-    p.add_argument("model_dir")
-    p.add_argument("input")
-    p.add_argument("--task", default="time-series-forecasting", help="pipeline task when MODEL_DIR is a Hub repo id")
+    p = sub.add_parser("predict", help="run a model (or a task's embedded default) on input files and print JSON lines",
+                       description="Run MODEL's pipeline on each INPUT and print one JSON line per input. MODEL is a model folder, "
+                       "a Hub repo id, or a task name (forecasting, recommendation, asr, object-detection, segmentation, rl) for its "
+                       "embedded default. Inputs are each task's natural files: .csv/.parquet/.json tables (forecasting), a JSON "
+                       "file or JSON lines of requests (recommendation), .wav/.flac/.ogg (speech), images (detection), .nii/.nii.gz "
+                       "(segmentation), a Gymnasium id (rl: the agent plays episodes).")
+    p.add_argument("model", metavar="MODEL_OR_TASK")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="run PyTorch or the exported model.onnx")
+    p.add_argument("--threshold", type=float, help="object detection: the score threshold (default 0.5)")
+    p.add_argument("--top-k", dest="top_k", type=int, help="recommendation: how many items (default 10)")
+    p.add_argument("--prediction-length", dest="prediction_length", type=int, help="forecasting: how many steps (default: the model's)")
+    p.add_argument("--plot", metavar="OUT.png", help="forecasting: also save a plot of each forecast (history, median, quantile band)")
+    p.add_argument("--output", metavar="OUT.nii.gz", help="segmentation: also write the mask as NIfTI (one input per call)")
+    p.add_argument("--episodes", type=int, help="rl: episodes to play per environment (default 1)")
+    p.add_argument("--seed", type=int, help="rl: reset seed of the first episode (default 0)")
+    p.add_argument("--task-name", dest="task_name", help="a multi-task model folder: which of its tasks to run")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("upgrade", help="rewrite a model folder written by polyhead 0.1 in the backbone + adapter layout",
@@ -288,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the upgraded folder here instead of in place")
     p.set_defaults(func=_cmd_upgrade)
 
-    p = sub.add_parser("list", help="list tasks, backbones, heads and which heads accept which backbones")
+    p = sub.add_parser("list", help="list tasks, backbones, heads and which heads accept which backbones (or what a model folder holds)")
+    p.add_argument("model_dir", nargs="?", help="a model folder: list its backbone and task adapters with their parameters")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_list)
     return parser

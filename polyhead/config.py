@@ -100,7 +100,10 @@ def load_config(config_or_task: str | Path, cfg_options: Sequence[str] | Mapping
         if section not in SECTIONS:
             raise ConfigError(f"--cfg-options key {key!r} must start with a section.{did_you_mean(section, SECTIONS)} Sections: {', '.join(SECTIONS)}.")
     if overrides:
-        cfg.merge_from_dict(overrides)
+        try:
+            cfg.merge_from_dict(overrides)
+        except (TypeError, KeyError, ValueError) as err:  # mmengine: an override that does not fit the file's value
+            raise ConfigError(f"Could not apply the overrides {sorted(overrides)} to {path}: {err}") from None
     for key in cfg.keys():
         if key not in SECTIONS:
             raise ConfigError(f"Config {path} has an unknown section {key!r}.{did_you_mean(key, SECTIONS)} Sections: {', '.join(SECTIONS)}.")

@@ -29,11 +29,13 @@ class PolyheadConfig(PreTrainedConfig):
     """
 
     task: ClassVar[str] = ""
+    #: the ``{"type": ...}`` parts this config describes (a multi-task model has heads per task, not one)
+    config_parts: ClassVar[tuple[str, ...]] = ("backbone", "head")
     backbone: dict = dataclasses.field(default_factory=dict)
     head: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self, **kwargs: Any) -> None:
-        for name in ("backbone", "head"):
+        for name in self.config_parts:
             value = getattr(self, name)
             if not isinstance(value, Mapping) or "type" not in value:
                 raise ConfigError(
@@ -41,6 +43,39 @@ class PolyheadConfig(PreTrainedConfig):
                 )
             setattr(self, name, dict(value))
         super().__post_init__(**kwargs)
+
+    # -- transformers' common sizes, read from the backbone's settings (read-only: change config.backbone) --
+    def _backbone_arguments(self) -> dict[str, Any]:
+        from .registry import BACKBONES, get  # the registry imports the parts, which import this module
+
+        kwargs = {k: v for k, v in self.backbone.items() if k != "type"}
+        return get(BACKBONES, self.backbone["type"]).arguments(kwargs)
+
+    @property
+    def hidden_size(self) -> int:
+        """The backbone's token width ``dim`` (sequence), or its last stage's channels (pyramid)."""
+        return self.describe_backbone().feature_info[-1]["num_chs"]
+
+    @property
+    def num_hidden_layers(self) -> int:
+        """The backbone's blocks: ``depth``, or ``sum(depths)`` over the stages of a pyramid."""
+        args = self._backbone_arguments()
+        return int(args["depth"]) if "depth" in args else int(sum(args["depths"]))
+
+    @property
+    def num_attention_heads(self) -> int:
+        """The backbone's attention heads (its last stage's for Swin); an ``AttributeError`` for ConvNeXt, which has none."""
+        args = self._backbone_arguments()
+        if "num_heads" not in args:
+            raise AttributeError(f"The {self.backbone['type']!r} backbone has no attention heads.")
+        heads = args["num_heads"]
+        return int(heads) if isinstance(heads, int) else int(list(heads)[-1])
+
+    def describe_backbone(self) -> Any:
+        """The backbone's :class:`~polyhead.backbones.BackboneSpec`, from ``config.backbone`` alone."""
+        from .registry import describe_backbone
+
+        return describe_backbone(self.backbone)
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
 import platform
 import re
@@ -30,11 +31,11 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, DataError, ExportError
-from .loading import AutoModel
+from .loading import load_model
 from .onnx_runtime import OnnxModel, task_and_spec
 from .onnx_runtime import session as ort_session
 from .workflows import evaluate_model_dir
-from .model_dir import INT8_NAME, ONNX_NAME, REPORT_NAME, atomic_write_text, check_model_dir, check_writable_folder, write_folder
+from .model_dir import INT8_NAME, ONNX_NAME, REPORT_NAME, atomic_write_text, check_model_dir, check_writable_folder, onnx_names, write_folder
 
 __all__ = ["ExportSpec", "OnnxModel", "export_onnx", "ONNX_NAME", "REPORT_NAME", "INT8_NAME"]
 
@@ -47,7 +48,9 @@ class ExportSpec:
 
     Attributes:
         input_names: forward keyword arguments fed to the graph, in order.
-        output_names: fields of ``output_class`` the graph returns, in order.
+        output_names: the graph's outputs, in order: fields of ``output_class`` (see ``renamed_outputs``).
+        renamed_outputs: ``{graph output name: output_class field}`` where a field was renamed after
+            graphs were exported under its first name (the graph keeps that name).
         output_class: the task's ``ModelOutput`` class, returned by :class:`OnnxModel` too.
         make_inputs: ``sizes -> {input name: tensor}``, e.g. ``{"batch": 3}``.
         dynamic_axes: ``{input name: {axis: size name}}``; every size name is a key of the sizes.
@@ -72,6 +75,11 @@ class ExportSpec:
     latency_batches: tuple[int, ...] = (1, 32)
     latency_repeats: int = 20
     multiples: dict[str, int] = field(default_factory=dict)
+    renamed_outputs: dict[str, str] = field(default_factory=dict)
+
+    def field_name(self, output_name: str) -> str:
+        """The ``output_class`` field a graph output fills."""
+        return self.renamed_outputs.get(output_name, output_name)
 
 
 class _ExportWrapper(nn.Module):
@@ -105,7 +113,7 @@ class _ExportWrapper(nn.Module):
 
     def _run(self, tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         outputs = self.model(**dict(zip(self.spec.input_names, tensors)))
-        return tuple(getattr(outputs, name) for name in self.spec.output_names)
+        return tuple(getattr(outputs, self.spec.field_name(name)) for name in self.spec.output_names)
 
 
 def _dynamic_shapes(spec: ExportSpec) -> dict[str, dict[int, torch.export.Dim]]:
@@ -129,13 +137,20 @@ def _export_graph(wrapper: _ExportWrapper, spec: ExportSpec, path: Path) -> None
     narrowed = [str(r) for r in program.range_constraints.values() if r.lower == r.upper]
     if narrowed:
         raise ExportError(f"A declared dynamic axis was fixed during capture ({narrowed}); the graph would not be dynamic.")
+    # the exporter logs a warning per torchvision operator it registers ("Missing annotation for parameter
+    # 'rois'"): about its own schema table, not about this model
+    schemas = logging.getLogger("torch.onnx._internal.exporter._schemas")
+    level = schemas.level
+    schemas.setLevel(logging.ERROR)
     try:
         torch.onnx.export(
             program, args, str(path), input_names=spec.input_names, output_names=spec.output_names,
-            opset_version=OPSET, dynamo=True, external_data=False, optimize=True, fallback=False,
+            opset_version=OPSET, dynamo=True, external_data=False, optimize=True, fallback=False, verbose=False,
         )
     except Exception as err:
         raise ExportError(_conversion_message(err)) from None
+    finally:
+        schemas.setLevel(level)
 
 
 def _conversion_message(err: Exception) -> str:
@@ -239,11 +254,13 @@ def export_onnx(
     atol: float | None = None,
     rtol: float | None = None,
     evaluate_quantized: bool = True,
+    task: str | None = None,
 ) -> dict[str, Any]:
     """Export a saved polyhead model to ``<model_dir>/model.onnx`` and check it.
 
     Args:
         model_dir: a local polyhead model dir.
+        task: for a multi-task folder, the task to export (``model.<task>.onnx``, its own report).
         quantize: ``"int8"`` also writes ``model.int8.onnx`` (dynamic int8 of MatMul/Gemm).
         atol / rtol: override the task's parity tolerance.
         evaluate_quantized: report the task metric of the int8 file vs fp32 on the test split.
@@ -259,7 +276,9 @@ def export_onnx(
     check_writable_folder(model_dir, kind="model", what="model folder")  # before minutes of export
     if quantize not in (None, "int8"):
         raise ExportError(f"quantize must be None or 'int8', got {quantize!r}.")
-    model = AutoModel.from_pretrained(model_dir).eval()
+    model = load_model(model_dir, task=task).eval()
+    onnx_name, int8_name, report_name = onnx_names(task)
+    task_name = task
     task, spec = task_and_spec(model.config)
     if atol is not None:
         spec.atol = atol
@@ -268,7 +287,7 @@ def export_onnx(
     wrapper = _ExportWrapper(model, spec).eval()
 
     with write_folder(model_dir, kind="model", replace=False, what="model folder") as staging:
-        tmp_path = staging / ONNX_NAME
+        tmp_path = staging / onnx_name
         started = time.perf_counter()
         _export_graph(wrapper, spec, tmp_path)
         _name_dynamic_axes(tmp_path, spec)
@@ -300,8 +319,10 @@ def export_onnx(
             "versions": _versions(),
         }
         if quantize == "int8":
-            report["int8"] = _quantize_int8(tmp_path, staging / INT8_NAME, wrapper, spec, model_dir if evaluate_quantized else None)
-        atomic_write_text(staging / REPORT_NAME, json.dumps(report, indent=2) + "\n")
+            if task_name is not None:
+                raise ExportError("int8 quantization of one task of a multi-task folder is not supported; export it without quantize.")
+            report["int8"] = _quantize_int8(tmp_path, staging / int8_name, wrapper, spec, model_dir if evaluate_quantized else None)
+        atomic_write_text(staging / report_name, json.dumps(report, indent=2) + "\n")
     return report
 
 

@@ -40,10 +40,11 @@ __all__ = [
     "write_card",
 ]
 
-#: The top-level files of a model dir that a push uploads (data only: never a Python file).
-PUSH_PATTERNS = ("*.safetensors", "*.json", "*.onnx", CARD_NAME)
+#: The files of a model dir that a push uploads (data only: never a Python file); a multi-task
+#: folder's per-task processors are under ``processors/<task>/``.
+PUSH_PATTERNS = ("*.safetensors", "*.json", "*.onnx", CARD_NAME, "processors/*/*.json")
 #: The files a pull downloads (``*.onnx`` too for the ONNX backend). Never Python files.
-PULL_PATTERNS = ("*.safetensors", "*.json", CARD_NAME)
+PULL_PATTERNS = ("*.safetensors", "*.json", CARD_NAME, "processors/*/*.json")
 #: ``from_pretrained`` keyword arguments that say where and how to fetch a Hub repo.
 HUB_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "force_download")
 
@@ -175,7 +176,7 @@ def push_to_hub(
     api = HfApi(token=token)
     stage = "creating the repo"
     with contextlib.ExitStack() as opened:
-        operations = [CommitOperationAdd(path_in_repo=f.name, path_or_fileobj=opened.enter_context(_open_own_file(f)))
+        operations = [CommitOperationAdd(path_in_repo=f.relative_to(path).as_posix(), path_or_fileobj=opened.enter_context(_open_own_file(f)))
                       for f in _push_files(path)]
         try:
             api.create_repo(repo_id, private=private, exist_ok=True)

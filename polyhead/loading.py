@@ -24,8 +24,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .errors import ConfigError, ModelLoadError
+from .log import quiet_library_progress
 from .hub import HUB_KWARGS, hub_model_dir
-from .model_dir import WEIGHTS_NAME, check_model_dir, looks_local, parse_polyhead_config, read_config_dict, task_of
+from .model_dir import MULTITASK_MODEL_TYPE, WEIGHTS_NAME, check_model_dir, looks_local, parse_polyhead_config, read_config_dict, task_of
 from .onnx_runtime import OnnxModel
 from .upgrade import needs_upgrade
 
@@ -81,7 +82,8 @@ class AutoModel:
         kwargs.pop("output_loading_info", None)
         kwargs.setdefault("use_safetensors", None if allow_pickle else True)
         try:
-            model, info = transformers.AutoModel.from_pretrained(str(name_or_path), output_loading_info=True, **kwargs)
+            with quiet_library_progress():
+                model, info = transformers.AutoModel.from_pretrained(str(name_or_path), output_loading_info=True, **kwargs)
         except RuntimeError as err:  # transformers raises this for tensors of the wrong shape
             if "mismatch" not in str(err):
                 raise
@@ -110,7 +112,14 @@ def load_processor(name_or_path: str | os.PathLike, **kwargs: Any):
         raise ModelLoadError(f"Could not load the processor saved with {name_or_path!s}: {err}") from None
 
 
-def load_model(name_or_path: str | os.PathLike, *, backend: str = "torch", onnx_file: str | os.PathLike | None = None, **kwargs: Any):
+def load_model(
+    name_or_path: str | os.PathLike,
+    *,
+    backend: str = "torch",
+    onnx_file: str | os.PathLike | None = None,
+    task: str | None = None,
+    **kwargs: Any,
+):
     """A polyhead model from a folder or Hub repo id, on ``backend``.
 
     Args:
@@ -118,14 +127,22 @@ def load_model(name_or_path: str | os.PathLike, *, backend: str = "torch", onnx_
         backend: ``"torch"`` (:class:`AutoModel`) or ``"onnx"`` (the exported ``model.onnx``
             in ONNX Runtime, with the same call signature and output type).
         onnx_file: another ONNX file of the same model (``model.int8.onnx``).
+        task: one task of a multi-task folder: its model class on the shared tensors
+            (``PolyheadForMultiTask.task_model``), or its exported ``model.<task>.onnx``;
+            ``None`` gives the whole multi-task model (PyTorch backend).
         **kwargs: Hub options (``revision``, ``token``, ...) and ``from_pretrained`` arguments.
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}.")
     if backend == "onnx":
         folder = local_model_dir(name_or_path, include_onnx=True, **{k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs})
-        return OnnxModel(folder, file=onnx_file)
-    return AutoModel.from_pretrained(name_or_path, **kwargs)
+        return OnnxModel(folder, file=onnx_file, task=task)
+    model = AutoModel.from_pretrained(name_or_path, **kwargs)
+    if model.config.model_type == MULTITASK_MODEL_TYPE:
+        return model if task is None else model.task_model(task)
+    if task is not None:
+        raise ConfigError(f"{name_or_path} is a single-task model; task={task!r} applies to multi-task models only.")
+    return model
 
 
 #: short names of module prefixes ``--init-modules`` accepts

@@ -43,6 +43,7 @@ __all__ = [
     "EVAL_RESULTS_NAME",
     "INT8_NAME",
     "LEGACY_TRAINING_CONFIG_NAME",
+    "MULTITASK_MODEL_TYPE",
     "LOCK_NAME",
     "LOGS_DIR",
     "MARKER_NAME",
@@ -57,6 +58,7 @@ __all__ = [
     "check_model_dir",
     "folder_kind",
     "mark_folder",
+    "onnx_names",
     "check_writable_folder",
     "is_polyhead_folder",
     "looks_local",
@@ -83,6 +85,8 @@ ONNX_NAME = "model.onnx"
 INT8_NAME = "model.int8.onnx"
 REPORT_NAME = "onnx_report.json"
 MARKER_NAME = ".polyhead.json"
+#: a multi-task folder holds one exported graph per task: ``model.<task>.onnx``
+MULTITASK_MODEL_TYPE = "polyhead-multitask"
 LOCK_NAME = ".polyhead.lock"
 BEST_DIR = "best"
 CHECKPOINTS_DIR = "checkpoints"
@@ -229,6 +233,13 @@ def read_training_config(model_dir: str | os.PathLike) -> dict[str, Any] | None:
             f"re-save the folder with a current polyhead (`polyhead train` writes {TRAINING_CONFIG_NAME})."
         )
     return None
+
+
+def onnx_names(task: str | None = None) -> tuple[str, str, str]:
+    """``(model.onnx, model.int8.onnx, onnx_report.json)``, or the ``model.<task>.onnx``... names of one task of a multi-task folder."""
+    if task is None:
+        return ONNX_NAME, INT8_NAME, REPORT_NAME
+    return f"model.{task}.onnx", f"model.{task}.int8.onnx", f"onnx_report.{task}.json"
 
 
 # --------------------------------------------------------------------------- markers
@@ -482,13 +493,21 @@ def run_lock(output_dir: str | os.PathLike) -> Iterator[Path]:
 
 
 def save_model_dir(
-    target: str | os.PathLike, model: Any, processor: Any = None, files: dict[str, Any] | None = None, *, replace: bool = True
+    target: str | os.PathLike,
+    model: Any,
+    processor: Any = None,
+    files: dict[str, Any] | None = None,
+    *,
+    replace: bool = True,
+    state_dict: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a complete model folder (weights, config, processor, JSON ``files`` by name) through :func:`write_folder`."""
+    """Write a complete model folder (weights, config, processor, JSON ``files`` by name) through :func:`write_folder`.
+
+    ``model`` is a :class:`~polyhead.modeling.PolyheadModel`; ``processor`` defaults to the task's; ``state_dict``
+    replaces the model's own tensors (the whole tensors gathered from FSDP or DeepSpeed shards).
+    """
     with write_folder(target, kind="model", replace=replace, what="model folder") as staging:
-        model.save_pretrained(staging)
-        if processor is not None:
-            processor.save_pretrained(staging)
+        model.save_pretrained(staging, processor=processor, **({} if state_dict is None else {"state_dict": state_dict}))
         for name, content in (files or {}).items():
             atomic_write_text(staging / name, json.dumps(content, indent=2, default=str) + "\n")
     return Path(target)

@@ -16,7 +16,7 @@ from torch import nn
 
 from . import registry
 from .errors import InputError, ModelLoadError
-from .model_dir import ONNX_NAME, read_config_dict
+from .model_dir import MULTITASK_MODEL_TYPE, onnx_names, read_config_dict
 
 __all__ = ["OnnxModel", "session", "task_and_spec"]
 
@@ -51,17 +51,23 @@ class OnnxModel(nn.Module):
     is_onnx = True
     input_modalities = "time"
 
-    def __init__(self, model_dir: str | os.PathLike, *, file: str | os.PathLike | None = None) -> None:
+    def __init__(self, model_dir: str | os.PathLike, *, file: str | os.PathLike | None = None, task: str | None = None) -> None:
         super().__init__()
         import transformers
 
         self.model_dir = Path(model_dir)
-        read_config_dict(self.model_dir)
+        config_dict = read_config_dict(self.model_dir)
         self.config = transformers.AutoConfig.from_pretrained(str(self.model_dir))
+        if config_dict["model_type"] == MULTITASK_MODEL_TYPE:  # one graph per task: model.<task>.onnx
+            if task is None:
+                raise ModelLoadError(f"{self.model_dir} is a multi-task model ({', '.join(self.config.tasks)}): name the task (task=...).")
+            self.config = self.config.task_config(task)
+        elif task is not None:
+            raise ModelLoadError(f"{self.model_dir} is a single-task model; task={task!r} applies to multi-task models only.")
         self.name_or_path = str(self.model_dir)
-        path = Path(file) if file is not None else self.model_dir / ONNX_NAME
+        path = Path(file) if file is not None else self.model_dir / onnx_names(task)[0]
         if not path.is_file():
-            raise ModelLoadError(f"{path} does not exist; run `polyhead export {self.model_dir}` first.")
+            raise ModelLoadError(f"{path} does not exist; run `polyhead export {self.model_dir}{f' --task {task}' if task else ''}` first.")
         _, self.spec = task_and_spec(self.config)
         self.main_input_name = self.spec.input_names[0]  # read by transformers' pipelines (e.g. ASR)
         self.session = session(path)
@@ -107,4 +113,4 @@ class OnnxModel(nn.Module):
             raise InputError(f"Missing input(s) {missing}; this model takes {self.spec.input_names}.")
         feed = {n: self._feed(n, inputs[n]) for n in self.spec.input_names}
         outputs = self.session.run(self.spec.output_names, feed)
-        return self.spec.output_class(**{n: torch.from_numpy(o) for n, o in zip(self.spec.output_names, outputs)})
+        return self.spec.output_class(**{self.spec.field_name(n): torch.from_numpy(o) for n, o in zip(self.spec.output_names, outputs)})

@@ -31,6 +31,7 @@ __all__ = [
     "names",
     "task_for",
     "check_kwargs",
+    "PRETRAINED_KEY",
 ]
 
 BACKBONES = Registry("backbone", scope="polyhead")
@@ -38,6 +39,9 @@ HEADS = Registry("head", scope="polyhead")
 TASKS = Registry("task", scope="polyhead")
 
 T = TypeVar("T")
+
+#: the backbone config key naming pretrained weights (``backbone=dict(type=..., pretrained=SOURCE)``); see polyhead.pretrained
+PRETRAINED_KEY = "pretrained"
 
 
 def _register(registry: Registry, name: str) -> Callable[[T], T]:
@@ -123,7 +127,7 @@ def describe_backbone(cfg: Mapping[str, Any]):
     if not isinstance(cfg, Mapping) or "type" not in cfg:
         raise ConfigError(f"A backbone config must be a dict with a 'type' key, got {cfg!r}.")
     cls = get(BACKBONES, cfg["type"])
-    kwargs = {k: v for k, v in cfg.items() if k != "type"}
+    kwargs = {k: v for k, v in cfg.items() if k not in ("type", PRETRAINED_KEY)}
     check_kwargs(cls, kwargs, f"backbone {cfg['type']!r}")
     return cls.describe(**kwargs)
 
@@ -141,7 +145,8 @@ def build(registry: Registry, cfg: Mapping[str, Any], **extra: Any) -> Any:
         raise ConfigError(
             f"A {registry.name} config must be a dict with a 'type' key, got {cfg!r}."
         )
-    kwargs = {k: v for k, v in cfg.items() if k != "type"}
+    # a backbone's `pretrained` source is applied when a run starts (polyhead.pretrained), never by its constructor
+    kwargs = {k: v for k, v in cfg.items() if k != "type" and not (registry is BACKBONES and k == PRETRAINED_KEY)}
     clash = sorted(set(kwargs) & set(extra))
     if clash:
         raise ConfigError(

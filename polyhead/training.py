@@ -4,7 +4,8 @@ It calls ``model(**batch).loss`` and knows nothing else about the task: metrics
 come through a :class:`~polyhead.tasks.Metrics` object, the best model is written
 with ``save_pretrained`` (plus its processor) into ``<output_dir>/best``.
 
-Features: gradient accumulation (``accelerator.accumulate``), mixed precision,
+Features: gradient accumulation (``accelerator.accumulate``), mixed precision (bf16, or fp16 with a
+gradient scaler on CUDA), ``torch.compile`` of the backbone, DataLoader workers seeded per worker and rank,
 evaluation with ``gather_for_metrics``, best-checkpoint selection, early stopping,
 ``save_state``/``load_state`` checkpoints for ``resume``, a TensorBoard tracker and a
 tqdm progress bar on the main process only.
@@ -21,6 +22,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import shutil
 import signal
 import threading
@@ -29,9 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import (
+    DistributedType,
+    FullyShardedDataParallelPlugin,
+    ProjectConfiguration,
+    set_seed,
+)
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -50,7 +58,7 @@ from .model_dir import (
 )
 from .validation import dataclass_from_section, look_up_option
 
-__all__ = ["evaluate", "simple_inferer", "make_accelerator", "TrainingArguments", "TrainerState", "Trainer", "TrainResult"]
+__all__ = ["TrainResult", "Trainer", "TrainerState", "TrainingArguments", "check_precision", "default_num_workers", "evaluate", "fsdp_plugin", "make_accelerator", "make_loader", "parameter_groups", "simple_inferer"]
 
 
 _PRECISIONS = {"no": "no", "fp32": "no", "fp16": "fp16", "bf16": "bf16"}
@@ -72,7 +80,8 @@ class TrainingArguments:
         scheduler: ``"cosine"``, ``"linear"``, ``"constant"`` or ``"constant_with_warmup"``.
         warmup_steps: linear warm-up, in optimizer steps.
         grad_accum: micro-batches per optimizer step.
-        precision: ``"no"``/``"fp32"``, ``"fp16"`` or ``"bf16"``.
+        precision: ``"no"``/``"fp32"``, ``"fp16"`` or ``"bf16"`` (Accelerate's autocast; ``"fp16"`` adds a gradient
+            scaler and needs a GPU, ``"bf16"`` needs a CPU or a GPU that supports it).
         max_grad_norm: gradient clipping norm; ``None`` disables clipping.
         eval_every: evaluate every N optimizer steps; ``None``: at the end of each epoch.
         best_metric: validation metric that selects the best model (``"loss"`` or a task metric).
@@ -81,9 +90,29 @@ class TrainingArguments:
         checkpoint_every: save a resumable checkpoint every N optimizer steps; ``None``: at each evaluation.
         keep_checkpoints: how many resumable checkpoints to keep.
         seed: seed for weights, data order and dropout.
-        num_workers: DataLoader workers.
+        num_workers: DataLoader worker processes per training process; ``None``: :func:`default_num_workers`
+            (``min(4, cores // (2 × processes on the node))`` with CUDA, 0 on the CPU). On CUDA, loaders with
+            workers pin memory and keep their workers between epochs.
         log_with: ``"tensorboard"`` or ``None``.
         progress_bar: show a tqdm bar on the main process.
+        freeze_backbone: train only the task's parts (stem, head): the backbone's weights stay as they
+            were loaded (``backbone.pretrained``, ``--init-from``). Its dropout and norms still run in
+            training mode.
+        freeze_backbone_steps: with ``freeze_backbone``, unfreeze the backbone after this many optimizer
+            steps and train the whole model from then on; ``None``: frozen for the whole run.
+        backbone_lr: the backbone's learning rate (default: ``lr``); e.g. ``lr / 10`` for a pretrained
+            backbone under a new head. The scheduler scales it like ``lr``.
+        layer_decay: layer-wise learning-rate decay (BEiT, ConvNeXt fine-tuning): the backbone's last
+            block trains at ``backbone_lr`` (or ``lr``), each block below at ``layer_decay`` times the
+            one above, down to its embedding; ``None`` disables it. In (0, 1].
+        compile: ``torch.compile`` the backbone (only the backbone: the task's stem, head and loss stay eager;
+            tensor names in checkpoints do not change). The first steps are slower while it compiles.
+        compile_backend: the ``torch.compile`` backend: ``"inductor"`` (the default; needs a C compiler on the
+            CPU), or ``"aot_eager"`` / ``"eager"`` to check graph capture without generated code.
+        fsdp: shard the model with FSDP through Accelerate's ``FullyShardedDataParallelPlugin``: its keyword
+            arguments (``dict(reshard_after_forward=True, cpu_offload=False, ...)``; ``fsdp_version`` defaults
+            to 2, PyTorch's ``fully_shard``). GPUs only: see :func:`fsdp_plugin`. ``None``: DDP, or whatever ``accelerate launch``
+            / ``accelerate config`` chose (``--use_fsdp``, ``--use_deepspeed``).
     """
 
     output_dir: str = "runs/default"
@@ -105,9 +134,16 @@ class TrainingArguments:
     checkpoint_every: int | None = None
     keep_checkpoints: int = 2
     seed: int = 0
-    num_workers: int = 0
+    num_workers: int | None = None
     log_with: str | None = "tensorboard"
     progress_bar: bool = True
+    freeze_backbone: bool = False
+    freeze_backbone_steps: int | None = None
+    backbone_lr: float | None = None
+    layer_decay: float | None = None
+    compile: bool = False
+    compile_backend: str = "inductor"
+    fsdp: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "grad_accum", "keep_checkpoints"):
@@ -120,10 +156,43 @@ class TrainingArguments:
                 raise ConfigError(f"train.{name} must be a positive integer or None, got {value!r}.")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or self.lr <= 0:
             raise ConfigError(f"train.lr must be a positive number, got {self.lr!r}.")
-        look_up_option(self.precision, _PRECISIONS, "train.precision")
+        check_precision(self.precision)
+        workers = self.num_workers
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+            raise ConfigError(f"train.num_workers must be a non-negative integer or None (a default for this machine), got {workers!r}.")
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"train.compile must be true or false, got {self.compile!r}.")
+        if self.compile:
+            import torch._dynamo  # here, not at import: it costs a second of `import polyhead`
+
+            backends = [*torch._dynamo.list_backends(), "aot_eager", "eager"]
+            look_up_option(self.compile_backend, dict(zip(backends, backends)), "train.compile_backend")
         look_up_option(self.scheduler, _SCHEDULERS, "train.scheduler")
         if self.log_with not in (None, "tensorboard"):
             raise ConfigError(f"train.log_with must be 'tensorboard' or None, got {self.log_with!r}.")
+        if self.fsdp is not None:
+            if not isinstance(self.fsdp, dict):
+                raise ConfigError(f"train.fsdp must be a dict of FullyShardedDataParallelPlugin options or None, got {self.fsdp!r}.")
+            fields = {f.name: f.name for f in dataclasses.fields(FullyShardedDataParallelPlugin) if f.init}
+            for key in self.fsdp:
+                look_up_option(key, fields, "train.fsdp option (accelerate's FullyShardedDataParallelPlugin)")
+        self._check_fine_tuning_options()
+
+    def _check_fine_tuning_options(self) -> None:
+        if not isinstance(self.freeze_backbone, bool):
+            raise ConfigError(f"train.freeze_backbone must be true or false, got {self.freeze_backbone!r}.")
+        steps = self.freeze_backbone_steps
+        if steps is not None:
+            if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+                raise ConfigError(f"train.freeze_backbone_steps must be a positive integer or None, got {steps!r}.")
+            if not self.freeze_backbone:
+                raise ConfigError("train.freeze_backbone_steps needs train.freeze_backbone=True (it says when the frozen backbone starts training).")
+        lr = self.backbone_lr
+        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0):
+            raise ConfigError(f"train.backbone_lr must be a positive number or None (default: train.lr), got {lr!r}.")
+        decay = self.layer_decay
+        if decay is not None and (isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1):
+            raise ConfigError(f"train.layer_decay must be a number in (0, 1] or None, got {decay!r}.")
 
     @classmethod
     def from_section(cls, section: dict[str, Any]) -> "TrainingArguments":
@@ -163,18 +232,88 @@ class TrainResult:
     stopped_early: bool
 
 
+def check_precision(precision: str) -> str:
+    """Accelerate's name for ``precision`` (``"no"``, ``"fp16"`` or ``"bf16"``), after checking this machine can train in it.
+
+    Raises:
+        ConfigError: fp16 without a GPU (Accelerate would silently train in fp32 on the CPU), or bf16 on a GPU
+            without bf16 support (pre-Ampere); the message names the precision to use instead.
+    """
+    name = _PRECISIONS[look_up_option(precision, _PRECISIONS, "train.precision")]
+    if name == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("train.precision='fp16' needs a GPU; on the CPU use 'bf16' or 'no'.")
+    if name == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"train.precision='bf16' is not supported by {torch.cuda.get_device_name()}; use 'fp16' (with a gradient scaler) or 'no'.")
+    return name
+
+
+def default_num_workers() -> int:
+    """DataLoader workers per training process when ``train.num_workers`` is ``None``.
+
+    With CUDA: ``min(4, cores // (2 × processes on this node))``, at least 1: half the cores this process may use
+    decode and augment for the GPU, the other half stay with the training processes (``LOCAL_WORLD_SIZE``, set by
+    ``accelerate launch``/``torchrun``, counts the processes sharing the node). On the CPU: 0, because the model's
+    own kernels already use every core (intra-op threads), so worker processes only compete with them, and
+    polyhead's datasets are in-memory tensors whose ``__getitem__`` is a slice; ``benchmarks/dataloading.py``
+    measures the ratio per task.
+    """
+    if not torch.cuda.is_available():
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(4, cores // (2 * local_processes)))
+
+
+class _SeedWorker:
+    """``worker_init_fn``: reseeds ``random``, NumPy and torch in each DataLoader worker from torch's per-worker
+    seed (``base_seed + worker_id``, ``base_seed`` drawn from the loader's seeded generator) and the process index.
+
+    PyTorch already seeds the three per worker, from ``base_seed``; but Accelerate hands every rank the same
+    generator, so worker ``k`` of every rank would draw the same augmentations. With the rank mixed in they differ
+    across workers and ranks, and repeat across runs with the same ``train.seed``.
+    """
+
+    def __init__(self, process_index: int) -> None:
+        self.process_index = process_index
+
+    def __call__(self, worker_id: int) -> None:
+        seed = (torch.initial_seed() + 1_000_003 * self.process_index) % 2**63
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+
+
+def fsdp_plugin(options: dict[str, Any]) -> FullyShardedDataParallelPlugin:
+    """Accelerate's FSDP plugin from ``train.fsdp`` (``fsdp_version`` 2 unless given).
+
+    Raises:
+        ConfigError: without CUDA. PyTorch's ``fully_shard`` itself runs on CPU processes (gloo), but polyhead
+            trains through Accelerate, whose ``Accelerator(cpu=True)`` ignores the plugin: with two gloo processes
+            (accelerate 1.15, torch 2.9) ``distributed_type`` stays ``MULTI_CPU`` and ``prepare`` returns a
+            ``DistributedDataParallel`` model, i.e. a run that would claim to shard and would not.
+    """
+    if not torch.cuda.is_available():
+        raise ConfigError("train.fsdp needs GPUs: on the CPU, Accelerate ignores the FSDP plugin and would train with DDP "
+                          "(every process holding the whole model); drop train.fsdp to train with DDP on CPU processes.")
+    return FullyShardedDataParallelPlugin(**{"fsdp_version": 2, **options})
+
+
 def make_accelerator(
-    *, grad_accum: int = 1, precision: str = "no", log_with: str | None = None, project_dir: Path | None = None
+    *,
+    grad_accum: int = 1,
+    precision: str = "no",
+    log_with: str | None = None,
+    project_dir: Path | None = None,
+    fsdp: dict[str, Any] | None = None,
 ) -> Accelerator:
     """The Accelerator every polyhead entry point uses.
 
     ``cpu=True`` when no GPU is present, so ``accelerate launch --num_processes N``
     gives one gloo process group instead of N processes that each train alone.
+    ``fsdp``: ``train.fsdp`` (:func:`fsdp_plugin`).
     """
-    precision = _PRECISIONS[look_up_option(precision, _PRECISIONS, "precision")]
-    if precision == "fp16" and not torch.cuda.is_available():
-        # Accelerate would silently train in fp32 on the CPU.
-        raise ConfigError("train.precision='fp16' needs a GPU; on the CPU use 'bf16' or 'no'.")
+    precision = check_precision(precision)
+    plugin = None if fsdp is None else fsdp_plugin(fsdp)
     project = ProjectConfiguration(
         project_dir=str(project_dir or "."), logging_dir=str(Path(project_dir or ".") / "logs")
     )
@@ -183,9 +322,11 @@ def make_accelerator(
             cpu=not torch.cuda.is_available(),
             gradient_accumulation_steps=grad_accum,
             mixed_precision=precision,
+            fsdp_plugin=plugin,
             log_with=log_with,
             project_config=project,
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+            # non_blocking: host-to-GPU copies of pinned batches overlap the previous step
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, non_blocking=torch.cuda.is_available()),
         )
     except ValueError as err:
         if "already been initialized" not in str(err):
@@ -194,6 +335,40 @@ def make_accelerator(
             f"Accelerate fixes the precision once per process, and this process already used another one; "
             f"run train.precision={precision!r} in a new process (e.g. the `polyhead train` command)."
         ) from None
+
+
+def make_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    collate_fn: Callable | None,
+    num_workers: int | None = 0,
+    seed: int = 0,
+    batch_sampler: Callable[..., Any] | None = None,
+    num_processes: int = 1,
+    process_index: int = 0,
+) -> DataLoader:
+    """The DataLoader every polyhead loop uses: seeded shuffling, or the data's own batch sampler.
+
+    Workers (``num_workers``; ``None``: :func:`default_num_workers`) run ``__getitem__`` (decoding, augmentation)
+    and ``collate_fn``; each is seeded from ``seed``, its worker id and ``process_index`` (:class:`_SeedWorker`).
+    With CUDA, batches are pinned and workers persist between epochs.
+    """
+    workers = default_num_workers() if num_workers is None else num_workers
+    cuda = torch.cuda.is_available()
+    options: dict[str, Any] = {
+        "collate_fn": collate_fn,
+        "num_workers": workers,
+        "generator": torch.Generator().manual_seed(seed),  # the shuffle order and the workers' base seed
+        "pin_memory": cuda,
+    }
+    if workers:
+        options.update(worker_init_fn=_SeedWorker(process_index), persistent_workers=cuda)
+    if batch_sampler is not None:
+        sampler = batch_sampler(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, num_processes=num_processes)
+        return DataLoader(dataset, batch_sampler=sampler, **options)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **options)
 
 
 def simple_inferer(model: Any, batch: Any) -> Any:
@@ -219,7 +394,7 @@ def evaluate(
     for batch in loader:
         outputs = inferer(model, batch)
         if outputs.loss is not None:  # an ONNX-backed model returns no loss
-            batch_size = next(iter(batch.values())).shape[0]
+            batch_size = next(v for v in batch.values() if isinstance(v, torch.Tensor)).shape[0]
             losses = accelerator.gather_for_metrics(outputs.loss.detach().float().reshape(1).expand(batch_size))
             loss_sum += float(losses.sum())
             count += losses.numel()
@@ -246,6 +421,8 @@ class Trainer:
         callbacks: called as ``callback(trainer)`` after every optimizer step.
         extra_files: JSON-serialisable content written into the best model dir by name.
         inferer: how evaluation runs the model on a batch (the task's; default ``model(**batch)``).
+        batch_sampler: a factory of batch samplers (``TaskData.batch_sampler``: multi-task batches of
+            one task each), or ``None`` for shuffled / sequential batches of ``batch_size``.
     """
 
     def __init__(
@@ -261,6 +438,7 @@ class Trainer:
         callbacks: Sequence[Callable[["Trainer"], None]] = (),
         extra_files: dict[str, Any] | None = None,
         inferer: Callable[[Any, Any], Any] = simple_inferer,
+        batch_sampler: Callable[..., Any] | None = None,
     ) -> None:
         self.args = args
         self.output_dir = check_writable_folder(args.output_dir, kind="run", what="train.output_dir")
@@ -271,7 +449,7 @@ class Trainer:
                 f"train.batch_size ({args.batch_size}) is larger than the training set ({len(train_dataset)} samples)."
             )
         self.accelerator = make_accelerator(
-            grad_accum=args.grad_accum, precision=args.precision, log_with=args.log_with, project_dir=self.output_dir
+            grad_accum=args.grad_accum, precision=args.precision, log_with=args.log_with, project_dir=self.output_dir, fsdp=args.fsdp
         )
         if self.accelerator.is_main_process:
             mark_folder(self.output_dir, "run")
@@ -288,16 +466,18 @@ class Trainer:
         self.state = TrainerState()
         self.should_stop = False
 
-        generator = torch.Generator().manual_seed(args.seed)
-        train_loader = DataLoader(
-            train_dataset, batch_size=args.batch_size, shuffle=True, collate_fn=collate_fn,
-            num_workers=args.num_workers, generator=generator,
-        )
-        eval_loader = DataLoader(
-            eval_dataset, batch_size=args.eval_batch_size or args.batch_size, shuffle=False,
-            collate_fn=collate_fn, num_workers=args.num_workers,
-        )
-        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        ranks = {"num_processes": self.accelerator.num_processes, "process_index": self.accelerator.process_index}
+        train_loader = make_loader(train_dataset, batch_size=args.batch_size, shuffle=True, collate_fn=collate_fn,
+                                   num_workers=args.num_workers, seed=args.seed, batch_sampler=batch_sampler, **ranks)
+        eval_loader = make_loader(eval_dataset, batch_size=args.eval_batch_size or args.batch_size, shuffle=False, collate_fn=collate_fn,
+                                  num_workers=args.num_workers, seed=args.seed, batch_sampler=batch_sampler, **ranks)
+        self.backbone_frozen = args.freeze_backbone
+        if args.freeze_backbone and args.freeze_backbone_steps is None:  # frozen for good: no gradients at all
+            _backbone_of(model, "train.freeze_backbone").requires_grad_(False)
+        self._backbone_parameters = list(_backbone_of(model, "train.freeze_backbone").parameters()) if args.freeze_backbone else []
+        if args.compile:  # in place (nn.Module.compile): the state dict keeps its names, save_pretrained is unchanged
+            _backbone_of(model, "train.compile").compile(backend=args.compile_backend)
+        optimizer = torch.optim.AdamW(parameter_groups(model, args), lr=args.lr, weight_decay=args.weight_decay)
         self.model, self.optimizer, self.train_loader, self.eval_loader = self.accelerator.prepare(
             model, optimizer, train_loader, eval_loader
         )
@@ -413,6 +593,14 @@ class Trainer:
             return True
         return value > best if self.args.greater_is_better else value < best
 
+    def _postfix(self, loss_value: float) -> dict[str, str]:
+        """The progress bar's postfix: the training loss and the latest validation ``best_metric``."""
+        postfix = {"loss": f"{loss_value:.4f}"}
+        if self.state.history:
+            name = self.args.best_metric
+            postfix[f"val_{name}"] = f"{self.state.history[-1].get('eval_' + name, float('nan')):.4f}"
+        return postfix
+
     def _evaluate_and_select(self) -> dict[str, float]:
         results = self.evaluate()
         if self.args.best_metric not in results:
@@ -437,10 +625,14 @@ class Trainer:
 
     def _save_best(self, results: dict[str, float]) -> None:
         self.accelerator.wait_for_everyone()
+        state_dict = None
+        if self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+            # the shards gathered into whole tensors: a collective, so every rank calls it
+            state_dict = self.accelerator.get_state_dict(self.model)
         if self.accelerator.is_main_process:
             model = self.accelerator.unwrap_model(self.model)
             files = {EVAL_RESULTS_NAME: {"step": self.state.global_step, "validation": results}, **self.extra_files}
-            save_model_dir(self.output_dir / BEST_DIR, model, self.processor, files)
+            save_model_dir(self.output_dir / BEST_DIR, model, self.processor, files, state_dict=state_dict)
         self.accelerator.wait_for_everyone()
 
     # -- training ---------------------------------------------------------------------
@@ -459,6 +651,8 @@ class Trainer:
                     "the checkpoint is at step %d, at or beyond this run's last step (%d): nothing is left to train; "
                     "raise train.max_steps or train.epochs to continue.", self.state.global_step, self.total_steps,
                 )
+        if args.freeze_backbone_steps is not None:  # a resumed run past the unfreezing step trains the whole model
+            self.backbone_frozen = self.state.global_step < args.freeze_backbone_steps
         if args.log_with:
             acc.init_trackers("polyhead", config={k: v for k, v in dataclasses.asdict(args).items() if isinstance(v, (int, float, str, bool))})
         bar = tqdm(
@@ -527,6 +721,9 @@ class Trainer:
                 with acc.accumulate(self.model):
                     loss = self.model(**batch).loss
                     acc.backward(loss)
+                    if self.backbone_frozen:  # frozen until freeze_backbone_steps: its gradients are dropped
+                        for parameter in self._backbone_parameters:
+                            parameter.grad = None
                     if acc.sync_gradients and args.max_grad_norm is not None:
                         acc.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
                     self.optimizer.step()
@@ -536,10 +733,16 @@ class Trainer:
                     continue
                 self.scheduler.step()
                 self.state.global_step += 1
+                if self.backbone_frozen and args.freeze_backbone_steps is not None and self.state.global_step >= args.freeze_backbone_steps:
+                    self.backbone_frozen = False
+                    logger.info("step %d: the backbone is unfrozen (train.freeze_backbone_steps).", self.state.global_step)
                 loss_value = float(acc.reduce(loss.detach(), reduction="mean"))
-                acc.log({"train/loss": loss_value, "train/lr": self.scheduler.get_last_lr()[0]}, step=self.state.global_step)
+                logged = {"train/loss": loss_value, "train/lr": self.scheduler.get_last_lr()[0]}
+                if isinstance(batch.get("task"), str):  # a multi-task step trains one task: log it under its name too
+                    logged[f"train/{batch['task']}/loss"] = loss_value
+                acc.log(logged, step=self.state.global_step)
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.4f}")
+                bar.set_postfix(self._postfix(loss_value))
                 evaluated = False
                 if args.eval_every and self.state.global_step % args.eval_every == 0:
                     self._evaluate_and_select()
@@ -562,6 +765,42 @@ class Trainer:
                 continue
             break
         return last_checkpoint_step
+
+
+def _backbone_of(model: torch.nn.Module, option: str) -> torch.nn.Module:
+    """The polyhead backbone of a task model; a :class:`ConfigError` naming ``option`` for a model without one."""
+    from polyhead.backbones import Backbone
+
+    backbone = getattr(model, "backbone", None)
+    if not isinstance(backbone, Backbone):
+        raise ConfigError(f"{option} needs a polyhead task model (a backbone and a task adapter); {type(model).__name__} has no polyhead backbone.")
+    return backbone
+
+
+def parameter_groups(model: torch.nn.Module, args: TrainingArguments) -> list[Any]:
+    """AdamW's parameters: all in one group, or, with ``backbone_lr`` / ``layer_decay``, the task's parts at
+    ``lr`` first, then the backbone's by learning rate (``backbone_lr or lr`` times ``layer_decay ** (top - depth)``,
+    depths from :meth:`~polyhead.backbones.Backbone.parameter_depths`)."""
+    if args.backbone_lr is None and args.layer_decay is None:
+        return list(model.parameters())
+    backbone = _backbone_of(model, "train.backbone_lr" if args.layer_decay is None else "train.layer_decay")
+    base = args.lr if args.backbone_lr is None else float(args.backbone_lr)
+    scales = dict.fromkeys((name for name, _ in backbone.named_parameters()), 1.0)
+    if args.layer_decay is not None:
+        try:
+            depths = backbone.parameter_depths()
+        except NotImplementedError:
+            raise ConfigError(f"train.layer_decay needs the backbone's layer depths; the {type(backbone).__name__} backbone "
+                              "does not give them (Backbone.parameter_depths).") from None
+        top = max(depths.values(), default=0)
+        scales = {name: float(args.layer_decay) ** (top - depth) for name, depth in depths.items()}
+    own = {id(p) for p in backbone.parameters()}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in own], "lr": args.lr}]
+    by_lr: dict[float, list] = {}
+    for name, parameter in backbone.named_parameters():
+        by_lr.setdefault(base * scales[name], []).append(parameter)
+    groups += [{"params": by_lr[lr], "lr": lr} for lr in sorted(by_lr, reverse=True)]
+    return [group for group in groups if group["params"]]
 
 
 def _sha256(path: Path) -> str:

@@ -58,7 +58,7 @@ def needs_upgrade(folder: str | os.PathLike) -> bool:
     config = parse_polyhead_config(path / CONFIG_NAME, where=str(path))
     if config.get("model_type") in _SPLIT_TYPES or "causal" in (config.get("backbone") or {}):
         return True
-    return (path / WEIGHTS_NAME).is_file() and any(not k.startswith(("backbone.", "adapter.")) for k in _weight_names(path))
+    return (path / WEIGHTS_NAME).is_file() and any(not k.startswith(("backbone.", "adapter.", "adapters.")) for k in _weight_names(path))
 
 
 def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:

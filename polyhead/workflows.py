@@ -23,6 +23,7 @@ from .cards import write_card
 from .config import SECTIONS, load_config
 from .errors import ConfigError, ModelLoadError
 from .loading import AutoModel, Initialisation, initialise_from, load_model
+from .pretrained import load_pretrained_backbone
 from .model_dir import (
     METRICS_NAME,
     TRAINING_CONFIG_NAME,
@@ -35,7 +36,7 @@ from .model_dir import (
     task_of,
     write_folder,
 )
-from .training import Trainer, TrainingArguments, evaluate, make_accelerator
+from .training import Trainer, TrainingArguments, evaluate, make_accelerator, make_loader
 
 __all__ = ["RunResult", "train", "fit", "config_section", "model_section", "training_section", "evaluate_model_dir", "eval_loader", "finish_run", "config_sections", "initialisation_of", "training_arguments"]
 
@@ -64,9 +65,18 @@ def training_section(cfg: Config) -> dict[str, Any]:
     return {k: v for k, v in config_section(cfg, "train").items() if k not in _INIT_KEYS}
 
 
+def _as_data(value: Any) -> Any:
+    """A JSON value, or a note naming the Python object passed in its place (a DataFrame is no data file)."""
+    shape = getattr(value, "shape", None)
+    return f"<{type(value).__name__}{' ' + 'x'.join(map(str, shape)) if shape else ''} passed in Python: not saved>"
+
+
 def config_sections(cfg: Config) -> dict[str, dict[str, Any]]:
-    """The resolved config as plain JSON data, section by section (what ``training_config.json`` holds)."""
-    return json.loads(json.dumps({name: config_section(cfg, name) for name in SECTIONS if name in cfg}, default=str))
+    """The resolved config as plain JSON data, section by section (what ``training_config.json`` holds).
+
+    An object passed in Python (``cfg_options={"data.source": dataframe}``) is recorded as a note, not as data.
+    """
+    return json.loads(json.dumps({name: config_section(cfg, name) for name in SECTIONS if name in cfg}, default=_as_data))
 
 
 def _is_main_process() -> bool:
@@ -158,7 +168,8 @@ def training_arguments(task: Any, cfg: Config, data: Any = None) -> TrainingArgu
 
 def eval_loader(data: Any, split: str, *, batch_size: int, accelerator: Any) -> DataLoader:
     """A prepared loader over ``data.<split>`` (the data's own evaluation batch size wins: whole volumes go one by one)."""
-    loader = DataLoader(getattr(data, split), batch_size=data.eval_batch_size or batch_size, collate_fn=data.collate_fn)
+    loader = make_loader(getattr(data, split), batch_size=data.eval_batch_size or batch_size, shuffle=False, collate_fn=data.collate_fn,
+                         batch_sampler=data.batch_sampler, num_processes=accelerator.num_processes)
     return accelerator.prepare(loader)
 
 
@@ -174,6 +185,7 @@ def fit(task: Any, cfg: Config, *, resume: bool = False, callbacks: Sequence[Cal
     processor = task.build_processor(config)
     torch.manual_seed(args.seed)
     model = task.build_model(config)
+    pretrained_report = load_pretrained_backbone(model, resume=resume)  # backbone.pretrained: timm, torchvision, MONAI, ... weights
     init_report = None
     if init is not None:  # a resumed run's checkpoint already holds the weights it started from
         init_report = initialise_from(model, init) if not resume else {"source": init.source, "modules": list(init.modules)}
@@ -188,6 +200,7 @@ def fit(task: Any, cfg: Config, *, resume: bool = False, callbacks: Sequence[Cal
         collate_fn=data.collate_fn,
         callbacks=callbacks,
         inferer=task.inferer(config),
+        batch_sampler=data.batch_sampler,
     )
     result = trainer.train(resume=resume)
     train_seconds = time.perf_counter() - started
@@ -204,6 +217,7 @@ def fit(task: Any, cfg: Config, *, resume: bool = False, callbacks: Sequence[Cal
         "num_processes": acc.num_processes,
         "num_parameters": sum(p.numel() for p in best.parameters()),
         "init": init_report,
+        "pretrained": pretrained_report,
         "validation": {"best_" + args.best_metric: result.best_metric},
         "test": test_metrics,
         "baselines": task.baselines(data, config),
@@ -249,9 +263,9 @@ def evaluate_model_dir(
         data_section = dict(saved.get("data") or {})
     elif data is None:
         raise ModelLoadError(f"{model_dir} has no {TRAINING_CONFIG_NAME}; pass --data to say what to evaluate on.")
-    if data is not None:
-        data_section["source"] = data
     model = load_model(model_dir, backend=backend, onnx_file=onnx_file)
+    if data is not None:
+        data_section = task.data_section_for(data_section, data, model.config)
     task_data = task.build_data(data_section, model.config)
     acc = make_accelerator()
     loader = eval_loader(task_data, split, batch_size=batch_size, accelerator=acc)

@@ -16,9 +16,9 @@ from PIL import Image, ImageDraw
 
 import polyhead
 from polyhead.pipelines import default_model_dir
+from polyhead.pipelines.detection import draw_detections
 
 ROOT = Path(__file__).resolve().parents[1]
-COLOURS = {"face": (255, 64, 64), "trouser": (64, 160, 255), "bag": (255, 200, 0), "sneaker": (200, 64, 255)}
 
 
 def main() -> None:
@@ -35,18 +35,14 @@ def main() -> None:
     tiles = []
     for name in args.images:
         image = Image.open(folder / "test" / name).convert("RGB")
-        left, right = image.copy(), image.copy()
+        left = image.copy()
         draw = ImageDraw.Draw(left)
         for ann in truth["annotations"]:
             if ann["image_id"] == ids[name]:
                 x, y, w, h = ann["bbox"]
                 draw.rectangle([x, y, x + w, y + h], outline=(0, 255, 0), width=2)
                 draw.text((x + 2, y + 1), names[ann["category_id"]], fill=(0, 255, 0))
-        draw = ImageDraw.Draw(right)
-        for d in detect(image, threshold=args.threshold):
-            b, colour = d["box"], COLOURS.get(d["label"], (255, 255, 255))
-            draw.rectangle([b["xmin"], b["ymin"], b["xmax"], b["ymax"]], outline=colour, width=2)
-            draw.text((b["xmin"] + 2, b["ymin"] + 1), f"{d['label']} {d['score']:.2f}", fill=colour)
+        right = draw_detections(image, detect(image, threshold=args.threshold))  # the library's own drawing
         pair = Image.new("RGB", (image.width * 2 + 4, image.height), (255, 255, 255))
         pair.paste(left, (0, 0))
         pair.paste(right, (image.width + 4, 0))

@@ -43,7 +43,19 @@ def load_table(source: Any, *, named: Mapping[str, Path] | None = None) -> datas
         except (FileNotFoundError, ValueError) as err:
             raise DataError(f"{path} is a folder but not a dataset saved with save_to_disk: {err}") from None
     builder = look_up_option(path.suffix.lower(), _BUILDERS, "data file type")
+    options = {"skiprows": _leading_comment_lines(path)} if builder == "csv" else {}
     try:
-        return datasets.load_dataset(builder, data_files=str(path), split="train")
+        return datasets.load_dataset(builder, data_files=str(path), split="train", **options)
     except Exception as err:  # datasets raises many types for unreadable files
         raise DataError(f"Could not read {path} as {builder}: {err}") from None
+
+
+def _leading_comment_lines(path: Path) -> int:
+    """How many lines at the top of a CSV start with ``#`` (a header note, as NOAA, NASA and R write them)."""
+    count = 0
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if not line.lstrip().startswith("#"):
+                break
+            count += 1
+    return count

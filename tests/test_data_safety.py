@@ -192,7 +192,7 @@ def test_a_sharded_save_replaces_the_old_single_weights_file(tmp_path):
         torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0)
     # and back: a single file replaces the shards and their index
     old.save_pretrained(folder)
-    assert sorted(p.name for p in folder.iterdir()) == [MARKER_NAME, "config.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == [MARKER_NAME, "config.json", "model.safetensors", "preprocessor_config.json"]  # save_pretrained writes the processor too
 
 
 # ----------------------------------------------------------------------------- 12: one run per output_dir
@@ -259,7 +259,7 @@ def test_a_killed_save_leaves_staging_that_the_next_save_removes(tmp_path):
     assert leftovers and all(name.startswith(".polyhead-staging-") for name in leftovers), leftovers
     assert not (folder / "config.json").exists()  # never a half model
     _tiny_model().save_pretrained(folder)  # the folder holds only polyhead's staging: accepted, and cleaned
-    assert sorted(p.name for p in folder.iterdir()) == [MARKER_NAME, "config.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == [MARKER_NAME, "config.json", "model.safetensors", "preprocessor_config.json"]  # save_pretrained writes the processor too
 
 
 def test_a_failed_move_never_pairs_a_new_config_with_old_weights(tmp_path, monkeypatch):

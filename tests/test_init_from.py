@@ -33,7 +33,7 @@ def _another_series(tmp_path) -> str:
 def _options(tmp_path, name: str, source: str) -> dict:
     return {
         "data.source": source, "data.time_column": "week", "data.target_columns": ["temperature"],
-        "train.epochs": 1, "train.lr": 1e-3, "train.warmup_steps": 0, "train.log_with": None, "train.progress_bar": False,
+        "train.epochs": 1, "train.lr": 3e-4, "train.warmup_steps": 0,  # a fine-tuning rate, the same for both runs "train.log_with": None, "train.progress_bar": False,
         "train.output_dir": str(tmp_path / name), "train.early_stopping_patience": None,
     }
 
@@ -79,8 +79,9 @@ def test_mismatched_shapes_are_listed_or_skipped(tmp_path, capsys):
         polyhead.train("forecasting", cfg_options=options, init_from=str(FORECASTER))
     result = polyhead.train("forecasting", cfg_options=options, init_from=str(FORECASTER), init_ignore_mismatched=True)
     report = result.metrics["init"]
-    assert [m.split(":")[0] for m in report["mismatched"]] == ["adapter.head.projection.bias", "adapter.head.projection.weight"]
-    assert report["loaded"] == len(load_file(FORECASTER / "model.safetensors")) - 2
+    # the horizon sizes the head's projection and the trend extrapolation (a (horizon, context) matrix)
+    assert [m.split(":")[0] for m in report["mismatched"]] == ["adapter.head.projection.bias", "adapter.head.projection.weight", "adapter.trend.weight"]
+    assert report["loaded"] == len(load_file(FORECASTER / "model.safetensors")) - 3
 
 
 def test_bad_init_options_fail_before_training(tmp_path, capsys):

@@ -62,7 +62,7 @@ def test_installed_wheel_runs_the_default_pipeline(wheel, tmp_path):
         "import polyhead, polyhead.backbones, numpy as np\n"
         "assert polyhead.__file__.startswith(%r), polyhead.__file__\n"
         "out = polyhead.pipeline('time-series-forecasting')(np.linspace(330, 340, 200))\n"
-        "print(len(out['forecast']['co2']))\n" % str(target)
+        "print(len(out['forecast']['target']))\n" % str(target)
     )
     env = {**os.environ, "PYTHONPATH": str(target), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)

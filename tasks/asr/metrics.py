@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from polyhead.heads.ctc import ctc_collapse
 
@@ -41,6 +40,8 @@ class ASRMetrics:
         return ["wer", "cer"]
 
     def reset(self) -> None:
+        from torchmetrics.text import CharErrorRate, WordErrorRate  # here, not at import: torchmetrics takes seconds
+
         self._wer = WordErrorRate()
         self._cer = CharErrorRate()
         self._count = 0

@@ -44,11 +44,15 @@ class ASROutput(ModelOutput):
         loss: CTC loss; set exactly when ``labels`` is given.
         logits: ``(B, T', V)`` per-token vocabulary logits, ``T' = ceil(T / 4)``.
         output_lengths: ``(B,)`` valid tokens per row of ``logits``.
+        hidden_states / attentions: the backbone's blocks' outputs and attention weights, when asked for
+            (``output_hidden_states`` / ``output_attentions``; see :meth:`polyhead.modeling.PolyheadModel.run`).
     """
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     output_lengths: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class _ASRSubsampling(nn.Module):
@@ -171,14 +175,18 @@ class PolyheadForCTC(PolyheadModel):
         input_features: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-    ) -> ASROutput:
+    ) -> ASROutput | tuple:
         """Transcribe log-mel features to per-token logits.
 
         Args:
             input_features: ``(B, T, n_mels)`` from :class:`ASRFeatureExtractor`.
             attention_mask: ``(B, T)``, 1 at real frames; ``None``: every frame is real.
             labels: ``(B, L)`` token ids padded with ``-100``; when given, ``loss`` is computed.
-            return_dict: accepted for transformers compatibility; the output is always an :class:`ASROutput`.
+            output_attentions / output_hidden_states / return_dict: transformers' output switches
+                (see :meth:`polyhead.modeling.PolyheadModel.run`); ``return_dict=False`` gives a tuple.
         """
-        return self.run({"input_features": input_features, "attention_mask": attention_mask}, {"labels": labels})
+        return self.run({"input_features": input_features, "attention_mask": attention_mask}, {"labels": labels}, output_attentions=output_attentions,
+                        output_hidden_states=output_hidden_states, return_dict=return_dict)

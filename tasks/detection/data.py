@@ -11,7 +11,8 @@ processes.
 Sources (``data.source``, or ``data.root`` for a COCO folder):
 
 * ``"detection_paste"``: the embedded set (``polyhead/assets/detection_paste``);
-* a folder with COCO json per split: ``{split}.json`` or ``annotations/instances_{split}.json``
+* a folder with COCO json per split: ``{split}.json``, ``annotations/instances_{split}.json``, or
+  COCO's own ``annotations/instances_train2017.json`` + ``train2017/`` (``val2017`` the validation split)
   (``split`` in train / validation|val / test) and images in ``{root}/{split}/``,
   ``{root}/images/{split}/``, ``{root}/images/`` or ``{root}/``; a missing validation or
   test split is cut from train (``val_fraction`` / ``test_fraction``);
@@ -161,10 +162,19 @@ def coco_to_dataset(annotation_file: str | Path, image_dir: str | Path, *, class
 
 
 def _find_split(root: Path, split: str) -> tuple[Path, Path] | None:
+    """``(annotation json, image folder)`` of a split, in the layouts COCO tools write.
+
+    ``train.json`` + ``train/``; ``annotations/instances_train.json``; and COCO's own
+    ``annotations/instances_train2017.json`` + ``train2017/`` (the images folder is named
+    after the annotation file).
+    """
     for name in _SPLIT_NAMES[split]:
-        for ann in (root / f"{name}.json", root / "annotations" / f"instances_{name}.json", root / "annotations" / f"{name}.json"):
+        candidates = [root / f"{name}.json", root / "annotations" / f"instances_{name}.json", root / "annotations" / f"{name}.json",
+                      *sorted((root / "annotations").glob(f"instances_{name}[0-9]*.json"))]
+        for ann in candidates:
             if ann.is_file():
-                for images in (root / name, root / "images" / name, root / "images", root):
+                stem = ann.stem.removeprefix("instances_")
+                for images in (root / stem, root / "images" / stem, root / name, root / "images" / name, root / "images", root):
                     if images.is_dir():
                         return ann, images
     return None
@@ -205,7 +215,8 @@ def load_detection_source(source: Any, *, val_fraction: float = 0.1, test_fracti
         raise DataError(f"Detection data {path} must be a folder (COCO json + images, or a save_to_disk folder).")
     train = _find_split(path, "train")
     if train is None:
-        raise DataError(f"No COCO training annotations in {path}: expected train.json or annotations/instances_train.json.")
+        raise DataError(f"No COCO training annotations in {path}: expected train.json, annotations/instances_train.json or "
+                        "annotations/instances_train2017.json (+ train2017/).")
     splits, counts = {}, {}
     splits["train"], names, counts["train"] = coco_to_dataset(*train)
     for split in ("validation", "test"):

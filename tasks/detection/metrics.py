@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torchmetrics.detection import MeanAveragePrecision
 
 from .modeling import labels_from_padded
 
@@ -34,6 +33,8 @@ class DetectionMetrics:
         return ["map", "map_50", "map_75"] + [f"map_{n}" for n in self.class_names]
 
     def reset(self) -> None:
+        from torchmetrics.detection import MeanAveragePrecision  # here, not at import: torchmetrics takes seconds
+
         self._map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=True, backend="pycocotools")
         self._count = 0
 

@@ -37,6 +37,8 @@ class DetectionOutput(ModelOutput):
         centerness: ``(B, N)`` centerness logits.
         anchors: ``(B, N, 4)`` the stride-sized box of each location, xyxy input pixels.
         loss_dict: the loss parts (classification, bbox_regression, bbox_ctrness) when ``labels`` are given.
+        hidden_states / attentions: the backbone's blocks' outputs and attention weights, when asked for
+            (``output_hidden_states`` / ``output_attentions``; see :meth:`polyhead.modeling.PolyheadModel.run`).
     """
 
     loss: torch.Tensor | None = None
@@ -45,6 +47,8 @@ class DetectionOutput(ModelOutput):
     centerness: torch.Tensor | None = None
     anchors: torch.Tensor | None = None
     loss_dict: dict | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 def labels_from_padded(labels: torch.Tensor) -> list[dict[str, torch.Tensor]]:
@@ -159,8 +163,10 @@ class PolyheadForObjectDetection(PolyheadModel):
         pixel_mask: torch.Tensor | None = None,
         labels: Any = None,
         image_sizes: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-    ) -> DetectionOutput:
+    ) -> DetectionOutput | tuple:
         """Detect objects.
 
         Args:
@@ -170,6 +176,8 @@ class PolyheadForObjectDetection(PolyheadModel):
             labels: per image ``{"class_labels": (M,), "boxes": (M, 4) xyxy input pixels}`` (transformers'
                 detection format), or a padded ``(B, M, 5)`` tensor ``[class, x0, y0, x1, y1]`` with class -1 rows.
             image_sizes: ``(B, 2)`` un-padded ``(h, w)`` of each image (given by the collator; used by the metrics).
-            return_dict: accepted for transformers compatibility; the output is always a :class:`DetectionOutput`.
+            output_attentions / output_hidden_states / return_dict: transformers' output switches
+                (see :meth:`polyhead.modeling.PolyheadModel.run`); ``return_dict=False`` gives a tuple.
         """
-        return self.run({"pixel_values": pixel_values}, {"labels": labels})
+        return self.run({"pixel_values": pixel_values}, {"labels": labels}, output_attentions=output_attentions,
+                        output_hidden_states=output_hidden_states, return_dict=return_dict)

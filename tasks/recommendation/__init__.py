@@ -11,7 +11,9 @@ the processor and the ``recommendation`` pipeline.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -95,6 +97,21 @@ class RecommendationTask(Task):
     best_metric = "loss"
     greater_is_better = False
     data_options = _DATA_KEYS
+    prediction_files = 'a JSON file: {"history": [item ids]} (next-item) or {field: value} (CTR), a list of them, or JSON lines'
+
+    def prediction_input(self, path: str) -> Any:
+        """A JSON file of one request, a list of requests, or JSON lines (one request per line)."""
+        file = Path(path)
+        if not file.is_file():
+            raise InputError(f"Input file {path} does not exist; recommendation reads {self.prediction_files}.")
+        text = file.read_text(encoding="utf-8", errors="replace").strip()
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            try:
+                return [json.loads(line) for line in text.splitlines() if line.strip()]
+            except json.JSONDecodeError as err:
+                raise InputError(f"{path} is neither JSON nor JSON lines ({err}); recommendation reads {self.prediction_files}.") from None
 
     # -- config ------------------------------------------------------------------------
     def build_config(self, model_section: Mapping[str, Any], data_section: Mapping[str, Any]) -> RecommendationConfig:

@@ -122,6 +122,24 @@ class NextItemConfig(RecommendationConfig):
     def num_items(self) -> int:
         return len(self.item_vocab)
 
+    @property
+    def vocab_size(self) -> int:
+        """Rows of the item table: ``num_items`` items and the padding row (transformers' ``vocab_size``).
+
+        ``model.resize_token_embeddings(n)`` sets it: the catalogue becomes ``n - 1`` items. Extend
+        ``item_vocab`` (and ``item_titles``) with the new raw ids first; items without one are named
+        ``"<new item i>"`` until you do. Shrinking drops the last items.
+        """
+        return self.num_items + 1
+
+    @vocab_size.setter
+    def vocab_size(self, rows: int) -> None:
+        check_positive("vocab_size", rows - 1)
+        count = rows - 1
+        self.item_vocab = self.item_vocab[:count] + [f"<new item {i}>" for i in range(len(self.item_vocab), count)]
+        if self.item_titles:
+            self.item_titles = self.item_titles[:count] + self.item_vocab[len(self.item_titles):count]
+
 
 class CTRConfig(RecommendationConfig):
     """Configuration of :class:`~polyhead.tasks.recommendation.PolyheadForCTR` (click-through rate, AutoInt / Hiformer style).

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from polyhead.adapters import Embedded, TaskAdapter
@@ -38,10 +39,14 @@ class NextItemOutput(ModelOutput):
     Attributes:
         loss: scalar cross-entropy of the next items; set exactly when ``labels`` are given.
         scores: ``(B, N)`` score of every catalogue item after the last history item.
+        hidden_states / attentions: the backbone's blocks' outputs and attention weights, when asked for
+            (``output_hidden_states`` / ``output_attentions``; see :meth:`polyhead.modeling.PolyheadModel.run`).
     """
 
     loss: torch.Tensor | None = None
     scores: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
@@ -52,11 +57,15 @@ class CTROutput(ModelOutput):
         loss: scalar binary cross-entropy; set exactly when ``labels`` are given.
         logits: ``(B,)`` click logits.
         probabilities: ``(B,)`` click probabilities.
+        hidden_states / attentions: the backbone's blocks' outputs and attention weights, when asked for
+            (``output_hidden_states`` / ``output_attentions``; see :meth:`polyhead.modeling.PolyheadModel.run`).
     """
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     probabilities: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class _RecommendationFieldEmbedding(nn.Module, ComputedBuffers):
@@ -78,13 +87,20 @@ class _RecommendationFieldEmbedding(nn.Module, ComputedBuffers):
         self.register_buffer("offsets", torch.zeros(len(sizes), dtype=torch.long), persistent=False)
         self.reset_computed_buffers()
         self.categorical = nn.Embedding(max(sum(sizes), 1), dim)
+        self.numeric_weight = nn.Parameter(torch.empty(len(self.numeric_positions), dim))
+        self.numeric_bias = nn.Parameter(torch.empty(len(self.numeric_positions), dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Field vectors ``N(0, 1/D)``, zero numeric biases."""
+        dim = self.numeric_bias.shape[1]
         nn.init.normal_(self.categorical.weight, std=dim**-0.5)
-        self.numeric_weight = nn.Parameter(torch.randn(len(self.numeric_positions), dim) * dim**-0.5)
-        self.numeric_bias = nn.Parameter(torch.zeros(len(self.numeric_positions), dim))
+        nn.init.normal_(self.numeric_weight, std=dim**-0.5)
+        nn.init.zeros_(self.numeric_bias)
 
     def reset_computed_buffers(self) -> None:
         if self.sizes:
-            self.offsets.copy_(torch.tensor([0] + self.sizes[:-1], dtype=torch.long).cumsum(0))
+            init.copy_(self.offsets, torch.tensor([0] + self.sizes[:-1], dtype=torch.long).cumsum(0))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         tokens = []
@@ -118,10 +134,14 @@ class NextItemAdapter(TaskAdapter):
             raise ConfigError("NextItemConfig.item_vocab is empty: the next-item model needs the item catalogue (filled from the data by polyhead train).")
         if backbone.max_length is not None and config.max_length > backbone.max_length:
             raise ConfigError(f"max_length ({config.max_length}) exceeds the backbone's max_length ({backbone.max_length}).")
-        self.num_items = config.num_items
         self.head = self.build_head(config, backbone, num_items=config.num_items)
         self.stem_dropout = nn.Dropout(float(config.backbone.get("dropout", 0.1)))
         self.stem_scale = math.sqrt(backbone.dim)
+
+    @property
+    def num_items(self) -> int:
+        """Catalogue size ``N`` (the head's item table has ``N + 1`` rows; ``N`` is padding)."""
+        return self.head.num_items
 
     def embed(self, input_ids: torch.Tensor | None = None) -> Embedded:
         if input_ids is None:
@@ -222,13 +242,23 @@ class PolyheadForNextItem(PolyheadModel):
     adapter_class = NextItemAdapter
     main_input_name = "input_ids"
 
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The item table ``(N + 1, D)`` (input and output items: one parameter; the last row is padding)."""
+        return self.adapter.head.item_embedding
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        """Replace the item table (``resize_token_embeddings``: catalogue growth; see ``NextItemConfig.vocab_size``)."""
+        self.adapter.head.set_item_embedding(value)
+
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         exclude_items: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-    ) -> NextItemOutput:
+    ) -> NextItemOutput | tuple:
         """Score every catalogue item as the item after each history.
 
         Args:
@@ -237,10 +267,11 @@ class PolyheadForNextItem(PolyheadModel):
                 item after the last one; when given, ``loss`` is computed.
             exclude_items: accepted so evaluation batches pass through; masking of seen items
                 happens in the metrics and the pipeline, outside the network.
-            return_dict: accepted for transformers compatibility; the output is always a
-                :class:`NextItemOutput`.
+            output_attentions / output_hidden_states / return_dict: transformers' output switches
+                (see :meth:`polyhead.modeling.PolyheadModel.run`); ``return_dict=False`` gives a tuple.
         """
-        return self.run({"input_ids": input_ids}, {"labels": labels})
+        return self.run({"input_ids": input_ids}, {"labels": labels}, output_attentions=output_attentions,
+                        output_hidden_states=output_hidden_states, return_dict=return_dict)
 
 
 class PolyheadForCTR(PolyheadModel):
@@ -261,8 +292,10 @@ class PolyheadForCTR(PolyheadModel):
         self,
         features: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-    ) -> CTROutput:
+    ) -> CTROutput | tuple:
         """The click probability of each row.
 
         Args:
@@ -271,7 +304,8 @@ class PolyheadForCTR(PolyheadModel):
                 :meth:`~polyhead.tasks.recommendation.RecommendationProcessor.encode_columns`). One tensor (not ids and values
                 apart) keeps the exported graph to one input.
             labels: ``(B,)`` clicks in {0, 1}; when given, ``loss`` is computed.
-            return_dict: accepted for transformers compatibility; the output is always a
-                :class:`CTROutput`.
+            output_attentions / output_hidden_states / return_dict: transformers' output switches
+                (see :meth:`polyhead.modeling.PolyheadModel.run`); ``return_dict=False`` gives a tuple.
         """
-        return self.run({"features": features}, {"labels": labels})
+        return self.run({"features": features}, {"labels": labels}, output_attentions=output_attentions,
+                        output_hidden_states=output_hidden_states, return_dict=return_dict)

@@ -19,6 +19,7 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 from polyhead.errors import ConfigError, DataError
 from polyhead.export import ExportSpec
 from polyhead.loading import Initialisation, initialise_from, load_model, load_processor
+from polyhead.pretrained import load_pretrained_backbone
 from polyhead.model_dir import BEST_DIR
 from polyhead.registry import register_task
 from polyhead.validation import look_up_option
@@ -125,6 +126,15 @@ class RLTask(Task):
     greater_is_better = False
 
     data_options = _DATA_KEYS
+    prediction_files = "a Gymnasium environment id (e.g. CartPole-v1): the agent plays episodes in it"
+
+    def predict(self, pipe: Any, inputs: Any, *, episodes: int = 1, seed: int = 0, target_return: float | None = None) -> Any:
+        """``polyhead predict AGENT CartPole-v1``: play ``episodes`` episodes per environment id, report the returns."""
+        processor = pipe.feature_extractor
+        for env_id in inputs:
+            result = run_episodes(env_id, lambda env: AgentPolicy(pipe.model, processor, target_return=target_return), episodes=episodes,
+                                  seed=seed, check_env=processor.check_env)
+            yield {"env_id": env_id, **{k: result[k] for k in ("returns", "mean_return", "env_steps")}}
 
     # -- config -----------------------------------------------------------------------
     def build_config(self, model_section: Mapping[str, Any], data_section: Mapping[str, Any]) -> RLConfig:
@@ -236,16 +246,21 @@ class RLTask(Task):
         config = self.build_config(model_options, config_section(cfg, "data"))
         torch.manual_seed(args.seed)
         model = self.build_model(config)
+        pretrained = load_pretrained_backbone(model)  # backbone.pretrained (e.g. a polyhead model's backbone)
         init_report = initialise_from(model, init) if init is not None else None
-        metrics = train_ppo(model, self.build_processor(config), args, env_id=config.env_id, cfg=cfg, init=init_report)
+        metrics = train_ppo(model, self.build_processor(config), args, env_id=config.env_id, cfg=cfg, init=init_report, pretrained=pretrained)
         return RunResult(best_dir=Path(args.output_dir) / BEST_DIR, metrics=metrics)
 
     # -- export --------------------------------------------------------------------------------
     def export_spec(self, config: RLConfig) -> ExportSpec:
         """The config's inputs (:attr:`RLConfig.input_names`) with a dynamic batch; the window is
-        ``context_length`` steps (left-padded by the rollout); the outputs are the model's output fields but ``loss``."""
+        ``context_length`` steps (left-padded by the rollout); the outputs are the model's output fields but ``loss``.
+        PPO's ``state_values`` keeps its first name ``values`` in the graph: exported agents stay valid."""
         output_class = self.model_class_for(config).adapter_class.output_class
-        outputs = [f.name for f in dataclasses.fields(output_class) if f.name != "loss"]
+        renamed = {"values": "state_values"} if output_class is PPOOutput else {}
+        graph_name = {field: name for name, field in renamed.items()}
+        outputs = [graph_name.get(f.name, f.name) for f in dataclasses.fields(output_class)
+                   if f.name not in ("loss", "hidden_states", "attentions")]
         k = config.context_length
 
         def make_inputs(sizes: Mapping[str, int]) -> dict[str, torch.Tensor]:
@@ -263,7 +278,7 @@ class RLTask(Task):
                 made["timesteps"] = torch.arange(k).expand(b, k).clone()
             return made
 
-        return ExportSpec(input_names=list(config.input_names), output_names=outputs, output_class=output_class,
+        return ExportSpec(input_names=list(config.input_names), output_names=outputs, output_class=output_class, renamed_outputs=renamed,
                           make_inputs=make_inputs, dynamic_axes={name: {0: "batch"} for name in config.input_names})
 
     @classmethod

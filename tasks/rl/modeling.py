@@ -24,10 +24,12 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from polyhead.adapters import Embedded, TaskAdapter
 from polyhead.backbones import BackboneSpec
+from polyhead.backbones._base import ComputedBuffers
 from polyhead.errors import ConfigError, InputError
 from polyhead.heads.rl import ActorCriticHead, DecisionTransformerActionHead
 from polyhead.modeling import PolyheadModel
@@ -53,12 +55,17 @@ class PPOOutput(ModelOutput):
             advantages, returns); :func:`~polyhead.tasks.rl.ppo.train_ppo` computes it with
             the head's ``loss``.
         action_preds: ``(B, K, A)`` action logits (discrete), or the Gaussian policy's mean.
-        values: ``(B, K)`` the critic's state values.
+        state_values: ``(B, K)`` the critic's state values ``V(s)`` (not ``values``: that name would hide
+            ``ModelOutput.values()``; the exported graph's output keeps the name ``values``).
+        hidden_states / attentions: the backbone's blocks' outputs and attention weights, when asked for
+            (``output_hidden_states`` / ``output_attentions``; see :meth:`polyhead.modeling.PolyheadModel.run`).
     """
 
     loss: torch.Tensor | None = None
     action_preds: torch.Tensor | None = None
-    values: torch.Tensor | None = None
+    state_values: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
@@ -68,10 +75,14 @@ class DecisionTransformerOutput(ModelOutput):
     Attributes:
         loss: the action loss over real steps; set exactly when ``labels`` are given.
         action_preds: ``(B, K, A)`` action logits (discrete), or actions in the environment's bounds.
+        hidden_states / attentions: the backbone's blocks' outputs and attention weights, when asked for
+            (``output_hidden_states`` / ``output_attentions``; see :meth:`polyhead.modeling.PolyheadModel.run`).
     """
 
     loss: torch.Tensor | None = None
     action_preds: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class _RLObservationEmbedding(nn.Module):
@@ -103,7 +114,7 @@ class _RLTrajectoryEmbedding(nn.Module):
         return self.norm(tokens.reshape(tokens.shape[0], -1, tokens.shape[-1]))
 
 
-class _RLAdapter(TaskAdapter):
+class _RLAdapter(TaskAdapter, ComputedBuffers):
     """What both RL adapters share: the observation window's checks and normalisation, the action bounds.
 
     Class attributes:
@@ -124,13 +135,22 @@ class _RLAdapter(TaskAdapter):
             )
         self.config = config
         obs_dim = config.observation_dim
-        mean = config.observation_mean or [0.0] * obs_dim
-        std = config.observation_std or [1.0] * obs_dim
-        self.register_buffer("observation_mean", torch.tensor(mean, dtype=torch.float32), persistent=True)
-        self.register_buffer("observation_std", torch.tensor(std, dtype=torch.float32), persistent=True)
+        self.register_buffer("observation_mean", torch.empty(obs_dim), persistent=True)
+        self.register_buffer("observation_std", torch.empty(obs_dim), persistent=True)
         if not config.discrete:
-            self.register_buffer("action_low", torch.tensor(config.action_space["low"], dtype=torch.float32), persistent=True)
-            self.register_buffer("action_high", torch.tensor(config.action_space["high"], dtype=torch.float32), persistent=True)
+            self.register_buffer("action_low", torch.empty(config.action_dim), persistent=True)
+            self.register_buffer("action_high", torch.empty(config.action_dim), persistent=True)
+        self.reset_computed_buffers()
+
+    def reset_computed_buffers(self) -> None:
+        """The observation statistics (``config.observation_mean`` / ``_std``, default 0 / 1) and the action bounds."""
+        cfg = self.config
+        obs_dim = cfg.observation_dim
+        init.copy_(self.observation_mean, torch.tensor(cfg.observation_mean or [0.0] * obs_dim, dtype=torch.float32))
+        init.copy_(self.observation_std, torch.tensor(cfg.observation_std or [1.0] * obs_dim, dtype=torch.float32))
+        if not cfg.discrete:
+            init.copy_(self.action_low, torch.tensor(cfg.action_space["low"], dtype=torch.float32))
+            init.copy_(self.action_high, torch.tensor(cfg.action_space["high"], dtype=torch.float32))
 
     # -- checks (shapes only: values are checked by the processor, outside the exported graph)
     def check(self, name: str, tensor: torch.Tensor | None, shape: tuple, floating: bool | None) -> None:
@@ -186,8 +206,8 @@ class PPOAdapter(_RLAdapter):
         return Embedded(x=self.stem(observations), padding_mask=~real, is_causal=True)
 
     def predict(self, features: Sequence[torch.Tensor], embedded: Embedded) -> dict[str, torch.Tensor]:
-        action_preds, values = self.head.split(self.head(features))
-        return {"action_preds": action_preds, "values": values}
+        action_preds, state_values = self.head.split(self.head(features))
+        return {"action_preds": action_preds, "state_values": state_values}
 
     def loss(self, predictions: dict[str, torch.Tensor], embedded: Embedded, **labels: torch.Tensor) -> dict[str, torch.Tensor]:
         raise InputError(
@@ -196,7 +216,7 @@ class PPOAdapter(_RLAdapter):
         )
 
     def output(self, predictions: dict[str, torch.Tensor], embedded: Embedded, losses: dict[str, torch.Tensor] | None) -> PPOOutput:
-        return PPOOutput(loss=None, action_preds=predictions["action_preds"], values=predictions["values"])
+        return PPOOutput(loss=None, action_preds=predictions["action_preds"], state_values=predictions["state_values"])
 
 
 class DecisionTransformerAdapter(_RLAdapter):
@@ -265,7 +285,7 @@ class PolyheadForPPO(PolyheadModel):
     Example:
         >>> model = PolyheadForPPO(PPOConfig(context_length=4))
         >>> out = model(observations=torch.randn(2, 4, 4), attention_mask=torch.ones(2, 4, dtype=torch.long))
-        >>> out.action_preds.shape, out.values.shape
+        >>> out.action_preds.shape, out.state_values.shape
         (torch.Size([2, 4, 2]), torch.Size([2, 4]))
     """
 
@@ -279,17 +299,21 @@ class PolyheadForPPO(PolyheadModel):
         observations: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-    ) -> PPOOutput:
+    ) -> PPOOutput | tuple:
         """Policy and value at each step of a window of ``K`` steps (left-padded; ``attention_mask`` 1 at real steps).
 
         Args:
             observations: ``(B, K, D_obs)`` raw observations (normalised inside).
             attention_mask: ``(B, K)`` 1 at real steps, 0 at padding; default all real.
             labels: refused with an :class:`InputError`: PPO learns from rollouts, not labels.
-            return_dict: accepted for transformers compatibility.
+            output_attentions / output_hidden_states / return_dict: transformers' output switches
+                (see :meth:`polyhead.modeling.PolyheadModel.run`); ``return_dict=False`` gives a tuple.
         """
-        return self.run({"observations": observations, "attention_mask": attention_mask}, {"labels": labels})
+        return self.run({"observations": observations, "attention_mask": attention_mask}, {"labels": labels}, output_attentions=output_attentions,
+                        output_hidden_states=output_hidden_states, return_dict=return_dict)
 
 
 class PolyheadForDecisionTransformer(PolyheadModel):
@@ -317,8 +341,10 @@ class PolyheadForDecisionTransformer(PolyheadModel):
         returns_to_go: torch.Tensor | None = None,
         timesteps: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-    ) -> DecisionTransformerOutput:
+    ) -> DecisionTransformerOutput | tuple:
         """Predict the action of each step of a window of ``K`` steps (left-padded; ``attention_mask`` 1 at real steps).
 
         Args:
@@ -329,8 +355,10 @@ class PolyheadForDecisionTransformer(PolyheadModel):
             returns_to_go: ``(B, K, 1)`` returns still to collect, in environment units.
             timesteps: ``(B, K)`` int64 step index within the episode.
             labels: the actions to predict, like ``actions``; when given, ``loss`` is set.
-            return_dict: accepted for transformers compatibility.
+            output_attentions / output_hidden_states / return_dict: transformers' output switches
+                (see :meth:`polyhead.modeling.PolyheadModel.run`); ``return_dict=False`` gives a tuple.
         """
         inputs = {"observations": observations, "attention_mask": attention_mask, "actions": actions,
                   "returns_to_go": returns_to_go, "timesteps": timesteps}
-        return self.run(inputs, {"labels": labels})
+        return self.run(inputs, {"labels": labels}, output_attentions=output_attentions,
+                        output_hidden_states=output_hidden_states, return_dict=return_dict)

@@ -117,7 +117,7 @@ def random_policy_returns(env_id: str, *, episodes: int, seed: int) -> dict[str,
 
 
 def train_ppo(model: Any, processor: RLFeatureExtractor, args: PPOArguments, *, env_id: str, cfg: Any = None,
-              init: dict[str, Any] | None = None) -> dict[str, Any]:
+              init: dict[str, Any] | None = None, pretrained: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``model`` (a :class:`~polyhead.tasks.rl.PolyheadForPPO`) in ``env_id``; write ``<output_dir>/best``.
 
     ``init`` is the report of :func:`polyhead.loading.initialise_from` when the agent started
@@ -177,7 +177,7 @@ def train_ppo(model: Any, processor: RLFeatureExtractor, args: PPOArguments, *, 
                 out = model(observations=window.observations, attention_mask=window.attention_mask)
                 dist = head.distribution(out.action_preds[:, -1])
                 action = dist.sample()
-                logprobs_buf[step], values_buf[step] = dist.log_prob(action), out.values[:, -1]
+                logprobs_buf[step], values_buf[step] = dist.log_prob(action), out.state_values[:, -1]
             actions_buf[step] = action
             env_action = action.numpy()
             if not config.discrete:
@@ -195,7 +195,7 @@ def train_ppo(model: Any, processor: RLFeatureExtractor, args: PPOArguments, *, 
 
         # -- generalised advantage estimation -------------------------------------------
         with torch.no_grad():
-            next_value = model(observations=window.observations, attention_mask=window.attention_mask).values[:, -1]
+            next_value = model(observations=window.observations, attention_mask=window.attention_mask).state_values[:, -1]
         advantages = torch.zeros(s, n)
         last = torch.zeros(n)
         for t in reversed(range(s)):
@@ -218,7 +218,7 @@ def train_ppo(model: Any, processor: RLFeatureExtractor, args: PPOArguments, *, 
             for start in range(0, batch_size, minibatch_size):
                 idx = order[start:start + minibatch_size]
                 out = model(observations=b_obs[idx], attention_mask=b_mask[idx])
-                outputs = torch.cat((out.action_preds[:, -1], out.values[:, -1, None]), dim=-1)
+                outputs = torch.cat((out.action_preds[:, -1], out.state_values[:, -1, None]), dim=-1)
                 losses = head.loss(outputs, {name: value[idx] for name, value in targets_all.items()})
                 optimizer.zero_grad()
                 acc.backward(losses["loss"])
@@ -270,6 +270,7 @@ def train_ppo(model: Any, processor: RLFeatureExtractor, args: PPOArguments, *, 
         "num_processes": acc.num_processes,
         "num_parameters": sum(p.numel() for p in best.parameters()),
         "init": init,
+        "pretrained": pretrained,
         "validation": {"best_eval_mean_return": best_return},
         "test": _return_metrics(final),
         "baselines": {"random_policy": _return_metrics(random_)},

@@ -26,11 +26,13 @@ from .data import (
     read_nifti_dataset,
     region_bounds,
     split_cases,
+    synthetic_splits,
 )
 from .inference import SegmentationInferer
 from .metrics import SegmentationMetrics
 from .modeling import PolyheadForSegmentation, SegmentationAdapter, SegmentationOutput
 from .processing import SegmentationProcessor, load_volume
+from .synthesis import SynthesisOptions
 
 __all__ = [
     "SegmentationAdapter",
@@ -56,6 +58,12 @@ def _data_source(data_section: Mapping[str, Any]) -> Any:
     return data_section.get("source", data_section.get("root"))
 
 
+def _uses_synthesis(data_section: Mapping[str, Any]) -> bool:
+    """``data.synthesis`` builds heads around ``data.root`` unless a folder is named by ``data.source`` (``polyhead evaluate
+    --data``: that folder's own volumes are evaluated)."""
+    return bool(data_section.get("synthesis")) and "source" not in data_section and "dataset" not in data_section
+
+
 def _uses_dataset(data_section: Mapping[str, Any]) -> bool:
     """``data.dataset`` (a ``datasets`` dataset) is read unless a folder is named by ``data.source`` (``polyhead evaluate --data``)."""
     return "dataset" in data_section and "source" not in data_section
@@ -73,10 +81,11 @@ class SegmentationTask(Task):
     default_config = "segmentation/swin_tiny_brain.py"
     best_metric = "dice"
     greater_is_better = True
-    #: ``source``: a Decathlon folder (``root`` is its older name, still read); ``dataset``: a ``datasets`` dataset
+    #: ``source``: a Decathlon folder (``root`` is its older name, still read); ``dataset``: a ``datasets`` dataset;
+    #: ``synthesis``: train on whole heads synthesised around ``root``'s first case (:mod:`.synthesis`)
     data_options = (
         "source", "root", "dataset", "split", "val_fraction", "test_fraction", "region_axis", "region_margin",
-        "patches_per_volume", "cache_volumes", "seed",
+        "patches_per_volume", "cache_volumes", "seed", "synthesis",
     )
 
     def build_config(self, model_section: Mapping[str, Any], data_section: Mapping[str, Any]) -> SegmentationConfig:
@@ -105,6 +114,13 @@ class SegmentationTask(Task):
         self.check_data_section(data_section)
         processor = self.build_processor(config)
         cases, source = self._cases(data_section, config)
+        if _uses_synthesis(data_section):  # whole-head synthesis: its own three splits
+            train, validation, test, splits = synthetic_splits(
+                data_section.get("root"), SynthesisOptions.from_section(data_section["synthesis"]), processor,
+                seed=int(data_section.get("seed", 0)), cache_volumes=int(data_section.get("cache_volumes", 2)),
+            )
+            description = {"source": source, "split": "synthesis", "splits": splits, "labels": config.labels}
+            return TaskData(train=train, validation=validation, test=test, description=description, eval_batch_size=1)
         for case in cases:  # a label map with unknown values fails now, not mid-training
             check_label_values(case, len(config.labels))
         split = data_section.get("split", "regions" if len(cases) < 3 else "cases")

@@ -54,6 +54,9 @@ class SegmentationConfig(PolyheadConfig):
             voxels) before the network; the prediction is padded back.
         sw_overlap / sw_blend_mode / sw_batch_size: sliding-window settings of the task's inferer
             (:class:`~polyhead.tasks.segmentation.inference.SegmentationInferer`).
+        keep_largest_component: post-processing of the task's inferer: voxels of any foreground label
+            outside the largest connected foreground region (6-connected) become background, for
+            structures that are one piece (a brain). Off by default.
     """
 
     model_type = "polyhead-segmentation"
@@ -70,11 +73,17 @@ class SegmentationConfig(PolyheadConfig):
     sw_overlap: float = 0.5
     sw_blend_mode: str = "gaussian"
     sw_batch_size: int = 4
+    keep_largest_component: bool = False
 
     def __post_init__(self, **kwargs) -> None:
+        # transformers' id2label / num_labels, when given, say what the labels are (id2label wins, as in transformers)
+        if self.id2label is not None:
+            self.labels = [str(self.id2label[k]) for k in sorted(self.id2label, key=int)]  # int keys, or str from JSON
+        elif kwargs.get("num_labels") is not None:
+            self.labels = [f"LABEL_{i}" for i in range(int(kwargs["num_labels"]))]
         self.labels = [str(name) for name in self.labels]
-        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
-            raise ConfigError(f"labels must name at least 2 distinct classes (background first), got {self.labels}.")
+        if not self.labels or len(set(self.labels)) != len(self.labels):
+            raise ConfigError(f"labels must name distinct classes (background first), got {self.labels}.")
         check_positive("in_channels", self.in_channels)
         check_positive("sw_batch_size", self.sw_batch_size)
         if not isinstance(self.foreground_margin, int) or self.foreground_margin < 0:
@@ -87,6 +96,8 @@ class SegmentationConfig(PolyheadConfig):
         self.target_spacing = [float(v) for v in self.target_spacing]
         if not 0.0 <= float(self.sw_overlap) < 1.0:
             raise ConfigError(f"sw_overlap must be in [0, 1), got {self.sw_overlap!r}.")
+        if not isinstance(self.keep_largest_component, bool):
+            raise ConfigError(f"keep_largest_component must be True or False, got {self.keep_largest_component!r}.")
         if self.sw_blend_mode not in BLEND_MODES:
             raise ConfigError(f"sw_blend_mode must be one of {', '.join(BLEND_MODES)}, got {self.sw_blend_mode!r}.")
         self.intensity = dict(self.intensity)
@@ -103,6 +114,8 @@ class SegmentationConfig(PolyheadConfig):
             self.backbone.setdefault("in_channels", self.in_channels)
         if self.backbone.get("in_channels", self.in_channels) != self.in_channels:
             raise ConfigError(f"backbone.in_channels ({self.backbone['in_channels']}) differs from in_channels ({self.in_channels}).")
-        super().__post_init__(**kwargs)
+        kwargs.pop("num_labels", None)  # now in labels
+        label2id = self.label2id
         self.id2label = dict(enumerate(self.labels))
-        self.label2id = {name: i for i, name in enumerate(self.labels)}
+        super().__post_init__(**kwargs)
+        self.label2id = label2id if label2id and len(label2id) == len(self.labels) else {name: i for i, name in enumerate(self.labels)}

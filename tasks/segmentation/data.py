@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from polyhead.errors import DataError, InputError
 
 from .processing import SegmentationProcessor, load_volume
+from .synthesis import HeadAnatomy, SynthesisOptions, SynthesisPatches, phantom_head, synthetic_head
 
 __all__ = [
     "EMBEDDED_ROOT",
@@ -38,6 +39,8 @@ __all__ = [
     "region_bounds",
     "SegmentationPatches",
     "SegmentationVolumes",
+    "SYNTHESIS_SEEDS",
+    "synthetic_splits",
 ]
 
 #: The embedded set: the MNI ICBM152 2009a T1 template at 2 mm, grey/white matter labels.
@@ -243,3 +246,40 @@ def describe(cases: Mapping[str, Sequence[Case]]) -> dict[str, dict[str, Any]]:
         }
         for name, group in cases.items()
     }
+
+
+#: seed offsets of the synthetic splits: training patches use ``data.seed`` itself, validation heads
+#: ``data.seed + 10_000 + i`` (the training generator), test phantoms ``data.seed + 20_000 + i`` (:func:`phantom_head`)
+SYNTHESIS_SEEDS = {"validation": 10_000, "test": 20_000}
+
+
+def synthetic_splits(
+    source: Any, options: SynthesisOptions, processor: SegmentationProcessor, *, seed: int, cache_volumes: int
+) -> tuple[SynthesisPatches, SegmentationVolumes, SegmentationVolumes, dict[str, Any]]:
+    """Whole-head synthesis around the first case of ``source`` (see :mod:`.synthesis`).
+
+    Training: ``options.samples`` synthetic patches per epoch; validation: ``options.validation_heads`` whole
+    synthetic heads (the training generator, other seeds); test: ``options.test_phantoms`` whole-head phantoms
+    built by another method (:func:`phantom_head`). Returns the three datasets and their description.
+    """
+    spacing = processor.target_spacing
+    if len(set(spacing)) != 1:
+        raise DataError(f"Whole-head synthesis builds heads on an isotropic grid; model.target_spacing is {spacing}.")
+    anatomy = HeadAnatomy.from_folder(source, spacing=spacing[0])
+    train = SynthesisPatches(anatomy, patch_size=processor.patch_size, length=options.samples, seed=seed, options=options)
+    validation = []
+    for i in range(options.validation_heads):
+        image, label = synthetic_head(anatomy, seed + SYNTHESIS_SEEDS["validation"] + i, options)
+        validation.append(Case(image=image, label=label, name=f"synthetic_head_{seed + SYNTHESIS_SEEDS['validation'] + i}"))
+    test = []
+    for i in range(options.test_phantoms):
+        image, label, _ = phantom_head(anatomy, seed + SYNTHESIS_SEEDS["test"] + i)
+        test.append(Case(image=image, label=label, name=f"phantom_head_{seed + SYNTHESIS_SEEDS['test'] + i}"))
+    name = Path(str(source or EMBEDDED_ROOT)).name
+    description = {
+        "train": {"volumes": "synthesised", "cases": f"{options.samples} synthetic whole-head patches per epoch around {name} (new head, contrast and scanner each)"},
+        "validation": {"volumes": len(validation), "cases": ", ".join(c.name for c in validation)},
+        "test": {"volumes": len(test), "cases": ", ".join(c.name for c in test) + " (phantom_head: another construction)"},
+    }
+    cache = max(cache_volumes, len(validation), len(test))
+    return train, SegmentationVolumes(validation, processor, cache_volumes=cache), SegmentationVolumes(test, processor, cache_volumes=cache), description

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate.utils import extract_model_from_parallel
 from monai.inferers import SlidingWindowInferer
@@ -21,14 +22,37 @@ from polyhead.errors import InputError
 from .configuration import SegmentationConfig
 from .modeling import PolyheadForSegmentation, SegmentationOutput
 
-__all__ = ["SegmentationInferer"]
+__all__ = ["SegmentationInferer", "keep_largest_component"]
+
+
+def keep_largest_component(logits: torch.Tensor) -> torch.Tensor:
+    """Logits ``(B, K, *S)`` whose argmax foreground outside the largest 6-connected foreground region is background.
+
+    Those voxels get a background logit just above their largest logit, so argmax and softmax agree;
+    every other voxel keeps its logits. Background is label 0.
+    """
+    from scipy import ndimage
+
+    out = logits.clone()
+    for b in range(logits.shape[0]):
+        foreground = (logits[b].argmax(0) > 0).cpu().numpy()
+        regions, count = ndimage.label(foreground)
+        if count <= 1:
+            continue
+        sizes = np.bincount(regions.ravel())
+        sizes[0] = 0
+        stray = torch.from_numpy((regions != int(sizes.argmax())) & foreground).to(logits.device)
+        top = logits[b].max(0).values
+        out[b, 0] = torch.where(stray, top + 1.0, logits[b, 0])
+    return out
 
 
 class SegmentationInferer:
     """Logits of whole volumes stitched from a patch network's (MONAI ``SlidingWindowInferer``).
 
     Volumes smaller than a patch are padded with zeros; windows overlap by ``overlap`` and are
-    blended with ``config.sw_blend_mode`` weights.
+    blended with ``config.sw_blend_mode`` weights. With ``config.keep_largest_component``, foreground
+    voxels outside the largest connected foreground region get background logits (:func:`keep_largest_component`).
 
     Args:
         config: the model's config: ``patch_size`` is the window; ``sw_overlap``, ``sw_blend_mode``
@@ -50,6 +74,7 @@ class SegmentationInferer:
 
     def __init__(self, config: SegmentationConfig, *, overlap: float | None = None, sw_batch_size: int | None = None) -> None:
         self.in_channels = int(config.in_channels)
+        self.largest_component = bool(config.keep_largest_component)
         self.window = SlidingWindowInferer(
             roi_size=tuple(config.patch_size),
             sw_batch_size=sw_batch_size or config.sw_batch_size,
@@ -63,7 +88,8 @@ class SegmentationInferer:
         """``(B, K, *S)`` logits of volumes ``(B, C, *S)`` of any size."""
         if pixel_values.dim() != 5 or pixel_values.shape[1] != self.in_channels:
             raise InputError(f"pixel_values must be volumes (B, {self.in_channels}, D, H, W), got shape {tuple(pixel_values.shape)}.")
-        return self.window(pixel_values, lambda patches: model(pixel_values=patches).logits)
+        logits = self.window(pixel_values, lambda patches: model(pixel_values=patches).logits)
+        return keep_largest_component(logits) if self.largest_component else logits
 
     def __call__(self, model: Any, batch: Mapping[str, Any]) -> SegmentationOutput:
         pixel_values = batch["pixel_values"]

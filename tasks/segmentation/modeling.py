@@ -33,10 +33,14 @@ class SegmentationOutput(ModelOutput):
     Attributes:
         loss: Dice + cross-entropy; set exactly when ``labels`` is given.
         logits: ``(B, K, D, H, W)`` class scores in the input's (preprocessed) grid.
+        hidden_states / attentions: the backbone's blocks' outputs and attention weights, when asked for
+            (``output_hidden_states`` / ``output_attentions``; see :meth:`polyhead.modeling.PolyheadModel.run`).
     """
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class SegmentationAdapter(TaskAdapter):
@@ -62,9 +66,9 @@ class SegmentationAdapter(TaskAdapter):
             raise ConfigError(f"The segmentation task needs a segmentation decoder such as 'unetr_decoder', got {config.head['type']!r}.")
         self.in_channels = int(config.in_channels)
         self.patch_size = [int(v) for v in config.patch_size]
-        self.labels = list(config.labels)
+        self.labels = [config.id2label[i] for i in range(config.num_labels)]  # follows id2label / num_labels
         levels = [{"num_chs": config.in_channels, "reduction": 1}, *backbone.feature_info]
-        self.head = self.build_head(config, backbone, feature_info=levels, num_labels=len(config.labels), spatial_dims=3)
+        self.head = self.build_head(config, backbone, feature_info=levels, num_labels=config.num_labels, spatial_dims=3)
 
     @classmethod
     def check_backbone(cls, config: SegmentationConfig, backbone: BackboneSpec) -> None:
@@ -126,14 +130,17 @@ class PolyheadForSegmentation(PolyheadModel):
         self,
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-    ) -> SegmentationOutput:
+    ) -> SegmentationOutput | tuple:
         """Segment a batch of patches.
 
         Args:
             pixel_values: ``(N, C, *patch_size)`` preprocessed patches.
             labels: ``(N, 1, *patch_size)`` or ``(N, *patch_size)`` label values; when given, ``loss`` is computed.
-            return_dict: accepted for transformers compatibility; the output is always a
-                :class:`SegmentationOutput`.
+            output_attentions / output_hidden_states / return_dict: transformers' output switches
+                (see :meth:`polyhead.modeling.PolyheadModel.run`); ``return_dict=False`` gives a tuple.
         """
-        return self.run({"pixel_values": pixel_values}, {"labels": labels})
+        return self.run({"pixel_values": pixel_values}, {"labels": labels}, output_attentions=output_attentions,
+                        output_hidden_states=output_hidden_states, return_dict=return_dict)

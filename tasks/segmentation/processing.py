@@ -11,6 +11,7 @@ the input's own grid.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,14 @@ from polyhead.processing import SavesSettingsOnly
 
 from .configuration import SegmentationConfig
 
-__all__ = ["SegmentationProcessor", "NIFTI_SUFFIXES", "MAX_EXACT_INTEGER", "check_affine", "load_volume"]
+__all__ = ["SegmentationProcessor", "AssumedGridWarning", "NIFTI_SUFFIXES", "MAX_EXACT_INTEGER", "check_affine", "load_volume"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 VolumeInput = str | os.PathLike | nib.Nifti1Image | np.ndarray | torch.Tensor
+
+
+class AssumedGridWarning(UserWarning):
+    """A volume without a voxel-to-world affine (a numpy array or tensor without ``affine=``) was given one."""
 
 
 #: integers beyond this magnitude are not exactly representable as float32 (the model's input type)
@@ -133,8 +138,10 @@ def _from_nibabel(image: nib.spatialimages.SpatialImage, source: str) -> MetaTen
 def load_volume(volume: VolumeInput, *, affine: np.ndarray | None = None) -> MetaTensor:
     """Any accepted volume -> ``MetaTensor (C, D, H, W)`` float32 with its voxel-to-world affine.
 
-    A numpy array or tensor has no grid of its own: it is taken as RAS with 1 mm voxels
-    unless ``affine`` (4x4) is given; a 3D array is one channel, a 4D one is channels first.
+    A numpy array or tensor has no grid of its own: without ``affine`` (4x4) it is taken as RAS with
+    1 mm voxels, with an :class:`AssumedGridWarning` saying so (volumes in millilitres and the
+    resampling to the model's spacing are only right if that is true); a 3D array is one channel,
+    a 4D one is channels first.
     Integer volumes (any width) are converted to float32 exactly; integers beyond ``2**24``,
     booleans, complex numbers, strings and objects are refused, as are affines that are not
     finite and invertible, and volumes larger than the machine's memory.
@@ -182,6 +189,15 @@ def load_volume(volume: VolumeInput, *, affine: np.ndarray | None = None) -> Met
                 "(a 2D image cannot go through a 3D model)."
             )
         values = _to_float32(array, "the array")
+        if affine is None:
+            warnings.warn(
+                f"A {type(volume).__name__} volume of shape {tuple(array.shape)} has no voxel grid: it is taken as RAS with "
+                "1 mm x 1 mm x 1 mm voxels. If that is wrong, the resampling to the model's spacing and the volumes in ml are "
+                "wrong too (a 2 mm volume comes out 8x too small); pass affine= (the 4x4 voxel-to-world matrix, e.g. "
+                "nibabel's image.affine), or a NIfTI path or image, which carries its own.",
+                AssumedGridWarning,
+                stacklevel=2,
+            )
         matrix = torch.eye(4, dtype=torch.float64) if affine is None else check_affine(affine, "the array")
         return MetaTensor(values, affine=matrix, meta={"filename_or_obj": "array"})
     raise InputError(

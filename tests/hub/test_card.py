@@ -23,11 +23,11 @@ def test_header_carries_the_run_metrics_and_round_trips(exported_dir, tmp_path):
     data = card.data
     assert data.library_name == "polyhead" and data.pipeline_tag == "time-series-forecasting"
     assert data.tags == ["forecasting", "time-series", "transformer", "forecast"]  # task, domain, backbone, head
-    assert data.datasets == ["co2_weekly"] and data.license == "apache-2.0"
+    assert data.datasets == ["forecasting_corpus"] and data.license == "apache-2.0"
     assert data.model_name == "co2-forecaster"
     # every test metric of metrics.json, and nothing else, as an EvalResult with the exact value
     assert {r.metric_type: r.metric_value for r in data.eval_results} == metrics["test"]
-    assert {(r.task_type, r.dataset_type, r.dataset_split) for r in data.eval_results} == {("time-series-forecasting", "co2_weekly", "test")}
+    assert {(r.task_type, r.dataset_type, r.dataset_split) for r in data.eval_results} == {("time-series-forecasting", "forecasting_corpus", "test")}
 
     path = tmp_path / CARD_NAME
     card.save(path)
@@ -50,7 +50,7 @@ def test_body_says_what_the_files_measured(exported_dir):
     assert "| backbone | `transformer` |" in text and "`num_heads=4`" in text
     # the data and split, the metrics beside the baseline
     test_split = metrics["data"]["splits"]["test"]
-    assert f"| test | {test_split['targets_from']} | {test_split['targets_to']} | {test_split['windows']:,} |" in text
+    assert f"| test | {test_split['windows']:,} | {test_split['series']:,} | - |" in text  # held-out series: no windows drawn
     mae, baseline = metrics["test"]["mae"], metrics["baselines"]["seasonal_naive"]["mae"]
     assert f"| `mae` | {mae:.4g} | {baseline:.4g} |" in text
     assert "| `loss` | " in text and " | - |" in text  # no baseline value for the loss

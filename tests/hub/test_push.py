@@ -193,7 +193,7 @@ def test_push_and_pull_as_a_user_would(exported_copy, upload, olah, tmp_path):
         "import json, sys, polyhead\n"
         "m = polyhead.AutoModel.from_pretrained('org/user')\n"
         "p = polyhead.pipeline('forecasting', model='org/user', backend=sys.argv[1])\n"
-        "print(json.dumps({'model': type(m).__name__, 'forecast': p(list(range(200)))['forecast']['co2'][:3]}))\n"
+        "print(json.dumps({'model': type(m).__name__, 'forecast': p(list(range(200)))['forecast']['target'][:3]}))\n"
     )
     online = subprocess.run([sys.executable, "-c", script, "onnx"], capture_output=True, text=True, timeout=300,
                             env=local_env(HF_ENDPOINT=olah, HF_HOME=str(home)))

@@ -109,6 +109,7 @@ def test_word_timestamps(asr, test_clips):
         assert out["chunks"] and " ".join(c["text"] for c in out["chunks"]) == out["text"]
         stamps = [t for c in out["chunks"] for t in c["timestamp"]]
         assert stamps == sorted(stamps) and stamps[0] >= 0 and stamps[-1] <= len(padded) / 16000 + 0.05
+        assert all(type(t) is float for t in stamps)  # plain floats: json.dumps(out) works
     chars = asr(audio, return_timestamps="char")["chunks"]
     assert " ".join("".join(c["text"] for c in chars).split()) == asr(audio)["text"]
 

@@ -26,13 +26,18 @@ def fc():
 
 def test_default_model_is_embedded_and_trained(fc):
     assert isinstance(fc, TimeSeriesForecastingPipeline)
-    assert fc.model.config.target_columns == ["co2"]
+    assert fc.model.config.target_columns == ["target"]  # its channel's name; forecasts are keyed by the input's own names
     assert fc.model.name_or_path == str(default_model_dir("time-series-forecasting"))
-    # its committed metrics come from `polyhead train` and beat the baseline
+    # its committed metrics come from `polyhead train` on the forecasting corpus: tested on held-out series, beside the baselines
     import json
 
-    metrics = json.loads((default_model_dir("time-series-forecasting") / "metrics.json").read_text())
-    assert metrics["test"]["mae"] < metrics["baselines"]["seasonal_naive"]["mae"]
+    folder = default_model_dir("time-series-forecasting")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert json.loads((folder / "training_config.json").read_text())["data"]["source"] == "forecasting_corpus"
+    assert metrics["data"]["splits"]["test"]["series"] == metrics["data"]["heldout_series"] > 30
+    assert set(metrics["baselines"]) == {"seasonal_naive", "ets", "theta", "auto_arima"}
+    assert metrics["test"]["mase"] < metrics["baselines"]["seasonal_naive"]["mase"]
+    assert len(fc.model.config.freq) >= 6  # yearly to half-hourly
 
 
 def test_series_with_time_index(fc, co2):
@@ -50,6 +55,7 @@ def test_series_with_time_index(fc, co2):
 
 @pytest.mark.parametrize("form", ["numpy-1d", "numpy-2d", "list", "rows", "tensor", "frame", "frame-time-column"])
 def test_every_input_form_gives_the_same_forecast(fc, co2, form):
+    """The same numbers whatever the form; the key is the input's name (an unnamed input: the model's channel, ``target``)."""
     values = co2.to_numpy()
     converted = {
         "numpy-1d": lambda: values,
@@ -61,7 +67,9 @@ def test_every_input_form_gives_the_same_forecast(fc, co2, form):
         "frame-time-column": lambda: co2.rename_axis("date").reset_index(),
     }[form]()
     out = fc(converted)
-    np.testing.assert_allclose(out["forecast"]["co2"], fc(co2)["forecast"]["co2"], rtol=1e-5)
+    name = "co2" if form.startswith("frame") else "target"
+    assert out["target_columns"] == [name]
+    np.testing.assert_allclose(out["forecast"][name], fc(co2)["forecast"]["co2"], rtol=1e-5)
     assert ("timestamps" in out) == form.startswith("frame")
 
 
@@ -86,13 +94,13 @@ def test_explicit_model_dir_and_transformers_pipeline(co2):
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        (lambda s: s[:50], "has 50 steps; this model needs at least 104"),
-        (lambda s: np.full(200, np.nan), "contain NaN or infinite values"),
+        (lambda s: s[:7], "has 7 steps; this model needs at least 8 observed steps"),
+        (lambda s: np.full(200, np.nan), "have 0 observed"),
         (lambda s: s.to_numpy().copy().__setitem__(-1, np.inf) or None, None),
-        (lambda s: np.zeros((200, 2)), r"forecasts 1 channel\(s\) \['co2'\]; the history has 2 "),
+        (lambda s: np.zeros((200, 2)), r"forecasts 1 channel\(s\) \['target'\]; the history has 2 "),
         (lambda s: np.zeros((2, 200)), r"the history has 200 \(a 2-D history is \(steps, channels\)"),
         (lambda s: pd.DataFrame({"x": ["a"] * 200}), "non-numeric column"),
-        (lambda s: pd.DataFrame({"x": np.ones(200), "y": np.ones(200)}), r"Expected the target columns \['co2'\]"),
+        (lambda s: pd.DataFrame({"x": np.ones(200), "y": np.ones(200)}), r"Expected the target columns \['target'\]"),
         (lambda s: "hello", "got str"),
         (lambda s: [], "empty history"),
         (lambda s: [[1.0, 2.0], [3.0]], "ragged or non-numeric"),
@@ -108,7 +116,7 @@ def test_bad_inputs(fc, co2, bad, message):
     if message is None:  # an inf in the history
         value = co2.to_numpy().copy()
         value[-1] = np.inf
-        message = "contain NaN or infinite values"
+        message = "contain infinite values"
     with pytest.raises(InputError, match=message):
         fc(value)
 
@@ -123,3 +131,15 @@ def test_bad_pipeline_arguments(tmp_path, fc, co2):
         polyhead.pipeline("forecasting", model=str(tmp_path / "empty"))
     with pytest.raises(InputError, match="Unknown pipeline argument"):
         fc(co2, horizon=3)
+    with pytest.raises(InputError, match=r"prediction_length must be an integer in 1..52"):
+        fc(co2, prediction_length=53)
+
+
+def test_short_gappy_histories_and_any_horizon(fc, co2):
+    """A few weeks of history, with a gap, forecast any number of steps up to the horizon."""
+    recent = co2[-30:].copy()
+    recent.iloc[10:14] = np.nan
+    out = fc(recent, prediction_length=13)
+    assert len(out["forecast"]["co2"]) == len(out["timestamps"]) == 13
+    assert abs(out["forecast"]["co2"][0] - co2.iloc[-1]) < 5
+    assert out["forecast"]["co2"] == fc(co2[-30:].where(recent.notna()), prediction_length=13)["forecast"]["co2"]

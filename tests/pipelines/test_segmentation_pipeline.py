@@ -19,6 +19,7 @@ from polyhead.workflows import evaluate_model_dir
 from polyhead.pipelines import SegmentationPipeline, default_model_dir
 from polyhead.model_dir import read_training_config
 from polyhead.tasks.segmentation import SegmentationConfig, SegmentationProcessor, SegmentationTask
+from polyhead.tasks.segmentation.processing import AssumedGridWarning
 
 ASSETS = default_model_dir("segmentation").parent.parent / "assets" / "mni152_2mm"
 
@@ -49,19 +50,22 @@ def seg() -> SegmentationPipeline:
     return polyhead.pipeline("segmentation")
 
 
-def test_default_model_is_embedded_and_trained(seg):
+def test_default_model_is_embedded_and_trained(seg, capsys):
     assert isinstance(seg, SegmentationPipeline)
     assert seg.model.config.labels == ["background", "grey_matter", "white_matter"]
     metrics = json.loads((default_model_dir("segmentation") / "metrics.json").read_text())
     assert metrics["test"]["dice"] > 0.7  # measured by `polyhead train` on the held-out region
+    capsys.readouterr()
     assert polyhead.pipeline("medical-segmentation").model.config.model_type == "polyhead-segmentation"
+    line = capsys.readouterr().err  # one line names the default and its scope
+    assert "embedded default model 'segmentation'" in line and "skull-stripped" in line and line.count("\n") == 1
 
 
 def test_held_out_region_in_the_input_grid(seg, test_slab, tmp_path):
     slab, reference = test_slab
     path = tmp_path / "slab.nii.gz"
     nib.save(slab, path)
-    out = seg(str(path), output=tmp_path / "pred.nii.gz")
+    out = seg(str(path), output=tmp_path / "pred.nii.gz", overlay=tmp_path / "pred.png")
     assert out["mask"].shape == slab.shape and out["mask"].dtype == np.uint8
     assert out["labels"] == ["background", "grey_matter", "white_matter"]
     assert _dice(out["mask"], reference, 1) > 0.6 and _dice(out["mask"], reference, 2) > 0.6
@@ -71,7 +75,28 @@ def test_held_out_region_in_the_input_grid(seg, test_slab, tmp_path):
     np.testing.assert_allclose(written.affine, slab.affine)
     assert written.header.get_sform(coded=True)[1] == slab.header.get_sform(coded=True)[1]
     assert written.header.get_zooms() == slab.header.get_zooms()
+    from PIL import Image
+
+    with Image.open(out["overlay"]) as picture:
+        assert picture.format == "PNG" and picture.info.get("Software") == "polyhead segmentation overlay"
+        assert picture.width > 2 * picture.height  # three panels side by side
+        colours = {tuple(c) for c in np.asarray(picture.convert("RGB")).reshape(-1, 3)[::7]}
+    assert len(colours) > 50  # an image, not a blank canvas
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary file left behind"
+
+
+def test_overlay_paths_are_checked(seg, tmp_path):
+    volume = np.zeros((16, 16, 16), dtype=np.float32)
+    with pytest.raises(InputError, match=r"overlay must be a .png file path"):
+        seg(volume, affine=np.eye(4), overlay=tmp_path / "mask.jpg")
+    foreign = tmp_path / "photo.png"
+    foreign.write_bytes(b"\x89PNG not ours")
+    with pytest.raises(InputError, match="exists and was not written by polyhead"):
+        seg(volume, affine=np.eye(4), overlay=foreign)
+    with pytest.raises(InputError, match="overlay= writes one file"):
+        seg([volume, volume], affine=np.eye(4), overlay=tmp_path / "a.png")
+    out = seg(volume, affine=np.eye(4), overlay=tmp_path / "ours.png")
+    assert seg(volume, affine=np.eye(4), overlay=out["overlay"])["overlay"] == out["overlay"]  # ours: replaced
 
 
 def test_orientation_and_input_forms_agree(seg, test_slab):
@@ -91,9 +116,10 @@ def test_orientation_and_input_forms_agree(seg, test_slab):
     np.testing.assert_array_equal(batch[1]["mask"], ras)
 
 
-def test_small_volumes_are_padded_and_arrays_default_to_1mm(seg):
+def test_small_volumes_are_padded_and_arrays_default_to_1mm_with_a_warning(seg):
     small = np.random.default_rng(0).uniform(0, 100, (10, 12, 9)).astype(np.float32)
-    out = seg(small, return_probabilities=True, sw_overlap=0.5, sw_batch_size=1)
+    with pytest.warns(AssumedGridWarning, match=r"1 mm x 1 mm x 1 mm voxels.*pass affine="):
+        out = seg(small, return_probabilities=True, sw_overlap=0.5, sw_batch_size=1)
     assert out["mask"].shape == (10, 12, 9) and out["probabilities"].shape == (3, 10, 12, 9)
     np.testing.assert_allclose(out["affine"], np.eye(4))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import datasets
@@ -396,3 +397,39 @@ def test_train_on_coco_folder_with_data_root(coco_root, tmp_path):
         polyhead.train("configs/detection/convnext_tiny_fcos.py", cfg_options={**TINY, "data.rooot": "x", "train.output_dir": str(tmp_path / "r2")})
 
 
+
+
+def test_default_model_fine_tunes_to_new_labels():
+    """transformers' recipe for new classes (issue 22): ``from_pretrained(dir, id2label=..., ignore_mismatched_sizes=True)``.
+
+    The new class layer starts as in a new model (finite; FCOS's focal-loss prior on the bias), every
+    loaded tensor is kept, and a few optimiser steps lower the loss.
+    """
+    folder = Path(polyhead.__file__).parent / "defaults" / "detection"
+    model = transformers.AutoModelForObjectDetection.from_pretrained(
+        str(folder), id2label={i: str(i) for i in range(7)}, ignore_mismatched_sizes=True
+    )
+    assert isinstance(model, PolyheadForObjectDetection) and model.config.num_labels == 7
+    cls_logits = model.adapter.head.head.classification_head.cls_logits
+    assert cls_logits.out_channels == 7
+    assert torch.isfinite(cls_logits.weight).all() and 0 < float(cls_logits.weight.std()) < 0.05
+    torch.testing.assert_close(cls_logits.bias.detach(), torch.full((7,), -math.log(99.0)))
+    loaded = PolyheadForObjectDetection.from_pretrained(str(folder)).state_dict()
+    for name, tensor in model.state_dict().items():
+        if ".cls_logits." not in name:
+            torch.testing.assert_close(tensor, loaded[name], msg=f"{name} was not kept")
+
+    torch.manual_seed(0)
+    pixel_values = torch.rand(2, 3, 128, 128)
+    labels = [{"class_labels": torch.tensor([5]), "boxes": torch.tensor([[10.0, 20.0, 60.0, 90.0]])},
+              {"class_labels": torch.tensor([6, 1]), "boxes": torch.tensor([[30.0, 30.0, 100.0, 110.0], [0.0, 64.0, 40.0, 120.0]])}]
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+    losses = []
+    for _ in range(6):
+        loss = model(pixel_values=pixel_values, labels=labels).loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss))
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses

@@ -120,7 +120,7 @@ def test_save_and_load_give_identical_outputs(tmp_path, tiny_config, position):
 def test_save_leaves_no_temporary_files(tmp_path, tiny_config):
     PolyheadForForecasting(tiny_config).save_pretrained(tmp_path / "m")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [".polyhead.json", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [".polyhead.json", "config.json", "model.safetensors", "preprocessor_config.json"]
 
 
 # -- loading errors -------------------------------------------------------------------
@@ -163,21 +163,31 @@ def test_embedded_series_is_real_co2():
     series = prepare_series(load_table("co2_weekly"), time_column="date", target_columns=["co2"])
     assert series.values.shape == (2284, 1)
     assert series.freq == "W-SAT"
-    assert np.isfinite(series.values).all()
-    assert 310 < series.values.min() < 320 and 365 < series.values.max() < 375  # ppm, 1958-2001
+    assert int(np.isnan(series.values).sum()) == 59  # missing weeks stay missing (masked), never silently filled
+    assert 310 < np.nanmin(series.values) < 320 and 365 < np.nanmax(series.values) < 375  # ppm, 1958-2001
+    filled = prepare_series(load_table("co2_weekly"), time_column="date", target_columns=["co2"], fill_missing="interpolate")
+    assert np.isfinite(filled.values).all()
 
 
 def test_split_by_time_has_no_leakage():
+    from polyhead.tasks.forecasting.data import SeriesItem, WindowSpec, origins
+
     split = split_by_time(1000, context_length=50, horizon=10, val_fraction=0.1, test_fraction=0.2)
-    values = np.arange(1000, dtype=np.float32)[:, None]
+    item = SeriesItem("s", np.arange(1, 1001, dtype=np.float32)[:, None], None, None)  # value = step + 1
     targets = {}
     for name in ("train", "validation", "test"):
-        windows = ForecastingWindows(values, context_length=50, horizon=10, target_range=getattr(split, name))
-        targets[name] = {int(v) for i in range(len(windows)) for v in windows[i]["future_values"].ravel()}
-        for i in range(len(windows)):  # the context is always strictly before the targets
-            assert windows[i]["past_values"].max() < windows[i]["future_values"].min()
+        pairs = origins(item, *getattr(split, name), prediction_length=10, stride=1, from_end=name != "train")
+        windows = ForecastingWindows([item], np.array([(0, t, end) for t, end in pairs]), WindowSpec(context_length=50, horizon=10))
+        targets[name] = set()
+        for i in range(len(windows)):
+            window = windows[i]
+            future = window["future_values"][window["future_observed_mask"]]
+            past = window["past_values"][window["past_observed_mask"]]
+            targets[name] |= {int(v) - 1 for v in future}
+            assert past.max() < future.min()  # the context is always strictly before the targets
+            assert len(past) >= 8  # short contexts are left-padded and masked, down to 8 observed steps
     assert max(targets["train"]) < min(targets["validation"]) and max(targets["validation"]) < min(targets["test"])
-    assert max(targets["test"]) == 999
+    assert max(targets["test"]) == 999 and min(targets["train"]) == 8
 
 
 @pytest.mark.parametrize("form", ["csv", "parquet", "pandas", "datasets", "saved"])
@@ -211,12 +221,14 @@ def test_data_errors(tmp_path, multivariate_frame):
     gappy.loc[5:9, "a"] = np.nan
     with pytest.raises(DataError, match="5 missing values"):
         prepare_series(load_table(gappy), time_column="when", target_columns=["a"], fill_missing="error")
-    filled = prepare_series(load_table(gappy), time_column="when", target_columns=["a"])
+    masked = prepare_series(load_table(gappy), time_column="when", target_columns=["a"])
+    assert int(np.isnan(masked.values).sum()) == 5  # kept missing: the windows mask them
+    filled = prepare_series(load_table(gappy), time_column="when", target_columns=["a"], fill_missing="interpolate")
     assert np.isfinite(filled.values).all()
     with pytest.raises(DataError, match="fewer than the horizon"):
         split_by_time(100, context_length=10, horizon=30, val_fraction=0.1, test_fraction=0.2)
-    with pytest.raises(DataError, match="one window needs"):
-        split_by_time(100, context_length=65, horizon=10, val_fraction=0.1, test_fraction=0.2)
+    with pytest.raises(DataError, match="one window needs 8 context steps"):
+        split_by_time(24, context_length=65, horizon=6, val_fraction=0.25, test_fraction=0.25)
 
 
 def test_rows_are_sorted_by_time(multivariate_frame):

@@ -37,12 +37,20 @@ def anomalies(co2) -> pd.Series:
     return co2 - (slope * t + intercept)
 
 
+@pytest.fixture(scope="module")
+def short_gappy(anomalies) -> pd.Series:
+    """Twenty weeks with two missing: the statistics are taken over the observed steps only."""
+    recent = anomalies[-20:].copy()
+    recent.iloc[[3, 11]] = np.nan
+    return recent
+
+
 def _arrays(out: dict) -> tuple[np.ndarray, np.ndarray]:
     quantiles = out["quantiles"]["co2"]
     return np.asarray(out["forecast"]["co2"]), np.stack([np.asarray(quantiles[q]) for q in sorted(quantiles)])
 
 
-@pytest.mark.parametrize("series", ["co2", "anomalies"])
+@pytest.mark.parametrize("series", ["co2", "anomalies", "short_gappy"])
 def test_forecasts_are_scale_equivariant(fc, request, series):
     history = request.getfixturevalue(series)
     point, quantiles = _arrays(fc(history))
@@ -55,9 +63,11 @@ def test_forecasts_are_scale_equivariant(fc, request, series):
 
 def test_constant_series_stay_constant(fc):
     for c in (1e-8, 1e-3, -2.5, 400.0, 4e10):
-        forecast = np.asarray(fc(np.full(200, c))["forecast"]["co2"])
+        forecast = np.asarray(fc(np.full(200, c))["forecast"]["target"])
         np.testing.assert_allclose(forecast, c, rtol=1e-4, err_msg=f"constant {c:g}")
-    zero = np.asarray(fc(np.zeros(200))["forecast"]["co2"])
+        short = np.asarray(fc(np.full(10, c))["forecast"]["target"])  # left-padded and masked: the padding is not data
+        np.testing.assert_allclose(short, c, rtol=1e-4, err_msg=f"short constant {c:g}")
+    zero = np.asarray(fc(np.zeros(200))["forecast"]["target"])
     assert np.all(np.abs(zero) < 1e-30)
 
 
@@ -79,9 +89,12 @@ def test_revin_statistics_scale_exactly():
     torch.manual_seed(0)
     model = PolyheadForForecasting(config).eval()
     past, future = torch.randn(3, 32, 1) + 5.0, torch.randn(3, 8, 1) + 5.0
-    base = model(past_values=past, future_values=future)
+    mask = torch.ones(3, 32, 1, dtype=torch.bool)
+    mask[0, :20] = False  # a short history
+    mask[1, 5:9] = False  # a gap
+    base = model(past_values=past, past_observed_mask=mask, future_values=future)
     for a in SCALES:
-        out = model(past_values=past * a, future_values=future * a)
+        out = model(past_values=past * a, past_observed_mask=mask, future_values=future * a)
         torch.testing.assert_close(out.loc, base.loc * a, rtol=1e-6, atol=0)
         torch.testing.assert_close(out.scale, base.scale * a, rtol=1e-6, atol=0)
         torch.testing.assert_close(out.prediction, base.prediction * a, rtol=1e-5, atol=0)

@@ -371,3 +371,36 @@ def test_ml100k_baselines_rank_against_all_items(ml100k):
     for name in ("most_popular", "bpr_mf"):
         assert 0.02 < baselines[name]["hr@10"] < 0.3, baselines  # all-item ranking: far below sampled-negative figures
         assert baselines[name]["ndcg@10"] < baselines[name]["hr@10"]
+
+
+def test_catalogue_growth_with_resize_token_embeddings(tmp_path):
+    """New items (issue 22): extend ``item_vocab``, ``resize_token_embeddings(num_items + 1)``; the old items keep
+    their vectors and scores, the new ones are scored and can be read, and the model saves and loads."""
+    config = NextItemConfig(item_vocab=[str(i) for i in range(10)], max_length=4,
+                            backbone={"type": "transformer", "dim": 8, "depth": 1, "num_heads": 2, "max_length": 4})
+    model = PolyheadForNextItem(config).eval()
+    history = torch.tensor([[10, 3, 4, 5], [1, 2, 3, 4]])  # 10: padding
+    with torch.no_grad():
+        before = model(input_ids=history).scores
+    old_items = model.get_input_embeddings().weight[:10].detach().clone()
+
+    model.config.item_vocab += ["new-a", "new-b"]
+    table = model.resize_token_embeddings(model.config.num_items + 1)
+    assert table.num_embeddings == 13 and table.padding_idx == 12 and model.config.vocab_size == 13
+    torch.testing.assert_close(table.weight[:10], old_items)
+    padded = history.masked_fill(history == 10, 12)  # the padding index is the new catalogue size
+    with torch.no_grad():
+        after = model(input_ids=padded).scores
+    assert after.shape == (2, 12)
+    torch.testing.assert_close(after[:, :10], before)
+    with torch.no_grad():
+        assert torch.isfinite(model(input_ids=torch.tensor([[12, 12, 10, 11]])).scores).all()  # new items as input
+
+    model.save_pretrained(tmp_path / "grown")
+    loaded = PolyheadForNextItem.from_pretrained(tmp_path / "grown").eval()
+    assert loaded.config.item_vocab[-2:] == ["new-a", "new-b"]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=padded).scores, after)
+    # without new ids in item_vocab the catalogue still grows, under placeholder names
+    loaded.resize_token_embeddings(15)
+    assert loaded.config.item_vocab[-2:] == ["<new item 12>", "<new item 13>"]

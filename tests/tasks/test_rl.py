@@ -147,11 +147,11 @@ def test_ppo_forward_attends_causally_and_refuses_labels():
     assert set(inputs) == {"observations", "attention_mask"}
     out = model(**inputs)
     assert isinstance(out, PPOOutput) and out.loss is None
-    assert out.action_preds.shape == (3, 4, 2) and out.values.shape == (3, 4)
+    assert out.action_preds.shape == (3, 4, 2) and out.state_values.shape == (3, 4)
     changed = dict(inputs, observations=inputs["observations"].clone())
     changed["observations"][:, -1] += 1.0  # the newest step does not change what the earlier steps see
     torch.testing.assert_close(model(**changed).action_preds[:, :-1], out.action_preds[:, :-1])
-    assert not torch.allclose(model(**changed).values[:, -1], out.values[:, -1])
+    assert not torch.allclose(model(**changed).state_values[:, -1], out.state_values[:, -1])
     with pytest.raises(InputError, match="A PPO agent has no supervised labels"):
         model(**inputs, labels=torch.zeros(3, 4, dtype=torch.long))
     with pytest.raises(InputError, match="reads at most context_length=4"):

@@ -23,14 +23,29 @@ from polyhead.tasks.segmentation import (
     SegmentationTask,
 )
 from polyhead.tasks.segmentation.data import Case, check_label_values, read_msd_folder, read_nifti_dataset, region_bounds, split_cases
+from polyhead.tasks.segmentation.processing import AssumedGridWarning
+from polyhead.tasks.segmentation.synthesis import (
+    BONE,
+    CSF,
+    GREY,
+    TISSUES,
+    WHITE,
+    HeadAnatomy,
+    SynthesisOptions,
+    SynthesisPatches,
+    head_tissues,
+    phantom_head,
+    synthetic_head,
+)
 from polyhead.workflows import evaluate_model_dir, train
 
 EMBEDDED = Path(__file__).resolve().parents[2] / "polyhead" / "assets" / "mni152_2mm"
 IMAGE = EMBEDDED / "imagesTr" / "mni152_2009a.nii.gz"
 LABEL = EMBEDDED / "labelsTr" / "mni152_2009a.nii.gz"
 
-#: a fast recipe: the embedded template at 4 mm, the tiny Swin, two optimizer steps
+#: a fast recipe: heads synthesised around the embedded template at 4 mm, the tiny Swin, two optimizer steps
 TINY = {
+    "data.synthesis": {"samples": 8, "validation_heads": 1, "test_phantoms": 1},
     "model.target_spacing": [4.0, 4.0, 4.0],
     "model.sw_overlap": 0.0,
     "model.sw_batch_size": 2,
@@ -62,7 +77,8 @@ def _lps_copy(image: nib.Nifti1Image, spacing: float = 2.0) -> nib.Nifti1Image:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"labels": ["background"]}, "at least 2 distinct classes"),
+        ({"labels": []}, "labels must name distinct classes"),
+        ({"labels": ["background", "brain", "brain"]}, "labels must name distinct classes"),
         ({"patch_size": [32, 32]}, "three positive voxel counts"),
         ({"target_spacing": [2, 0, 2]}, "three positive sizes in mm"),
         ({"sw_overlap": 1.0}, r"sw_overlap must be in \[0, 1\)"),
@@ -160,6 +176,32 @@ def test_inferer_loss_is_the_heads_dice_ce_on_the_stitched_logits():
         torch.testing.assert_close(other.logits, out.logits)
 
 
+def test_keep_largest_component_turns_stray_foreground_into_background():
+    from polyhead.tasks.segmentation.inference import keep_largest_component
+
+    logits = torch.zeros(1, 3, 12, 12, 12)
+    logits[0, 0] = 1.0
+    logits[0, 1, 1:6, 1:6, 1:6] = 3.0  # the big region: grey, with white matter inside it
+    logits[0, 2, 2:4, 2:4, 2:4] = 4.0
+    logits[0, 1, 9:11, 9:11, 9:11] = 3.0  # a stray blob
+    kept = keep_largest_component(logits)
+    labels = kept.argmax(1)[0]
+    assert (labels[9:11, 9:11, 9:11] == 0).all() and (labels[1:6, 1:6, 1:6] > 0).all()
+    unchanged = torch.ones(12, 12, 12, dtype=torch.bool)
+    unchanged[9:11, 9:11, 9:11] = False
+    torch.testing.assert_close(kept[0][:, unchanged], logits[0][:, unchanged])
+    # the inferer applies it when the config asks
+    config = SegmentationTask.example_config()
+    config.keep_largest_component = True
+    model = PolyheadForSegmentation(config).eval()
+    with torch.no_grad():
+        out = SegmentationTask().inferer(config)(model, {"pixel_values": torch.rand(1, 1, 40, 45, 33)}).logits
+    regions = __import__("scipy").ndimage.label((out.argmax(1)[0] > 0).numpy())[1]
+    assert regions <= 1
+    with pytest.raises(ConfigError, match="keep_largest_component must be True or False"):
+        SegmentationConfig(keep_largest_component="yes")
+
+
 def test_swin_and_convnext_are_a_config_change():
     config = SegmentationConfig(
         backbone={"type": "swin", "feature_size": 12, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 3, 3], "window_size": 4},
@@ -218,6 +260,21 @@ def test_processor_accepts_paths_images_arrays_and_meta_tensors():
     from_meta = processor(MetaTensor(torch.as_tensor(np.asanyarray(image.dataobj)[None]).float(), affine=torch.as_tensor(image.affine)))["image"]
     for other in (from_nib, from_array, from_meta):
         torch.testing.assert_close(other.as_tensor(), from_path.as_tensor())
+
+
+def test_arrays_without_an_affine_warn_that_1mm_voxels_are_assumed():
+    processor = SegmentationProcessor()
+    volume = np.random.default_rng(0).random((20, 20, 20), dtype=np.float32)
+    with pytest.warns(AssumedGridWarning, match=r"taken as RAS with 1 mm x 1 mm x 1 mm voxels.*affine="):
+        processor(volume)
+    with pytest.warns(AssumedGridWarning, match="1 mm"):
+        processor(torch.as_tensor(volume))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AssumedGridWarning)  # with an affine, or from a NIfTI: no warning
+        processor(volume, affine=np.diag([2.0, 2.0, 2.0, 1.0]))
+        processor(IMAGE)
 
 
 def test_processor_bad_volumes(tmp_path):
@@ -307,6 +364,96 @@ def test_metrics_dice_and_hd95():
     assert result["dice_a"] == pytest.approx(2 * 18 / 54) and result["hd95_a"] == pytest.approx(2.0)  # one voxel = 2 mm
 
 
+# -- whole-head synthesis ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def anatomy() -> HeadAnatomy:
+    return HeadAnatomy.from_folder("mni152_2mm")
+
+
+def test_anatomy_is_the_template_padded_in_ras(anatomy):
+    image = nib.load(IMAGE)
+    labels = np.asanyarray(nib.load(LABEL).dataobj)
+    assert anatomy.tissues.shape == (3, *anatomy.shape) and anatomy.spacing == 2.0
+    assert all(n > m for n, m in zip(anatomy.shape, image.shape))  # room for a head and a neck
+    # the template's voxel (0, 0, 0) keeps its world position, and its labels are the padded anatomy's
+    corner = np.linalg.solve(anatomy.affine, image.affine @ np.array([0, 0, 0, 1.0]))[:3].round().astype(int)
+    x, y, z = corner
+    np.testing.assert_array_equal(anatomy.labels[x : x + labels.shape[0], y : y + labels.shape[1], z : z + labels.shape[2]], labels)
+    assert anatomy.intracranial[anatomy.labels > 0].all()
+    assert anatomy.landmarks()["z_low"] < anatomy.landmarks()["z_top"]
+
+
+def test_synthetic_heads_put_every_brain_voxel_inside_the_skull(anatomy):
+    region = [slice(0, n) for n in anatomy.shape]
+    for seed in range(3):
+        tissue = head_tissues(anatomy, region, np.random.default_rng(seed))
+        assert not np.isin(tissue, (GREY, WHITE)).any()  # brain tissue comes from the template's fractions only
+        assert (tissue[anatomy.intracranial] == CSF).all()
+        assert (tissue == BONE).sum() > 1000 and len(np.unique(tissue)) >= 9  # a skull and most of the head's tissues
+        # the skull encloses the intracranial volume: no air touches it
+        shell = ndimage_dilate(anatomy.intracranial) & ~anatomy.intracranial
+        assert not (tissue[shell] == TISSUES.index("air")).any()
+
+
+def ndimage_dilate(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(mask, iterations=1)
+
+
+def test_synthesis_patches_are_seeded_by_index_and_labelled(anatomy):
+    patches = SynthesisPatches(anatomy, patch_size=(32, 32, 32), length=10, seed=3)
+    first, again, other = patches[4], patches[4], patches[5]
+    assert first["pixel_values"].shape == (1, 32, 32, 32) and first["labels"].shape == (1, 32, 32, 32)
+    assert first["labels"].dtype == torch.uint8 and set(first["labels"].unique().tolist()) <= {0, 1, 2}
+    assert 0.0 <= float(first["pixel_values"].min()) and float(first["pixel_values"].max()) <= 1.0
+    torch.testing.assert_close(first["pixel_values"], again["pixel_values"])  # order-independent: the index is the seed
+    assert not torch.equal(first["pixel_values"], other["pixel_values"])
+    assert len(patches) == 10
+
+
+def test_synthesis_options_are_checked():
+    assert SynthesisOptions.from_section(True) == SynthesisOptions()
+    with pytest.raises(ConfigError, match=r"data.synthesis.nois is not a synthesis option.*Did you mean 'noise'"):
+        SynthesisOptions.from_section({"nois": 0.1})
+    with pytest.raises(ConfigError, match=r"data.synthesis.real_fraction must be a number in \[0, 1\)"):
+        SynthesisOptions(real_fraction=1.5)
+    with pytest.raises(ConfigError, match="data.synthesis.samples must be a positive integer"):
+        SynthesisOptions(samples=0)
+
+
+def test_validation_heads_and_phantoms_are_whole_heads(anatomy):
+    image, labels = synthetic_head(anatomy, 1)  # the training generator, rotated and scaled a little
+    assert image.shape == labels.shape == anatomy.shape
+    values = np.asanyarray(image.dataobj)
+    assert values.min() >= 0.0 and values.max() <= 1.0
+    brain = np.sum(np.asanyarray(labels.dataobj) > 0)
+    assert set(np.unique(np.asanyarray(labels.dataobj)).tolist()) == {0, 1, 2}
+    assert brain == pytest.approx(np.sum(anatomy.labels > 0), rel=0.25)
+    phantom, reference, inside = phantom_head(anatomy, 2)
+    scan = np.asanyarray(phantom.dataobj)
+    assert scan.dtype == np.int16 and scan.shape == anatomy.shape
+    inside = np.asanyarray(inside.dataobj) > 0
+    reference = np.asanyarray(reference.dataobj)
+    assert (reference[~inside] == 0).all()
+    # a head: bright tissue outside the intracranial volume (scalp fat, marrow), and a neck below the brain
+    outside = scan[~inside & (anatomy.outside_mm < 30)]
+    white = np.median(scan[reference == 2])
+    assert np.mean(outside > 0.9 * white) > 0.05
+    np.testing.assert_allclose(phantom.affine, anatomy.affine)
+
+
+def test_msd_folder_without_tissue_maps_cannot_synthesise(tmp_path):
+    root = _msd_copy(tmp_path)
+    meta = json.loads((root / "dataset.json").read_text())
+    del meta["training"][0]["tissues"]
+    (root / "dataset.json").write_text(json.dumps(meta))
+    task = SegmentationTask()
+    config = task.build_config({"patch_size": [32, 32, 32], "backbone": SegmentationTask.example_config().backbone}, {"root": str(root)})
+    with pytest.raises(DataError, match="names no 'tissues' maps"):
+        task.build_data({"root": str(root), "synthesis": True}, config)
+
+
 # -- training end to end ----------------------------------------------------------------
 @pytest.mark.slow
 def test_train_evaluate_on_the_embedded_template_and_an_msd_folder(tmp_path):
@@ -316,15 +463,17 @@ def test_train_evaluate_on_the_embedded_template_and_an_msd_folder(tmp_path):
         assert (best / name).is_file(), name
     metrics = json.loads((best / "metrics.json").read_text())
     assert set(metrics["test"]) >= {"dice", "hd95", "dice_grey_matter", "dice_white_matter", "hd95_white_matter"}
+    assert metrics["data"]["split"] == "synthesis"
     splits = metrics["data"]["splits"]
-    assert "axis 1 voxels 0:" in splits["test"]["cases"] and splits["train"]["volumes"] == 1
+    assert "synthetic whole-head patches" in splits["train"]["cases"] and "phantom_head_20000" in splits["test"]["cases"]
     card = (best / "README.md").read_text()
     assert "dice_grey_matter" in card and "hd95" in card
-    # `polyhead evaluate --data <MSD folder>` sets data.source, which wins over the run's data.root
+    # the test phantoms are rebuilt from the saved data section: `polyhead evaluate` measures the same
     assert json.loads((best / "training_config.json").read_text())["data"]["root"] == "mni152_2mm"
+    assert evaluate_model_dir(best)["metrics"]["dice"] == pytest.approx(metrics["test"]["dice"], abs=1e-6)
+    # `polyhead evaluate --data <MSD folder>` sets data.source: that folder's own volumes, no synthesis
     again = evaluate_model_dir(best, data=str(_msd_copy(tmp_path)))
-    assert again["data"]["source"] == str(tmp_path / "Task_Brain")
-    assert again["metrics"]["dice"] == pytest.approx(metrics["test"]["dice"], abs=1e-6)
+    assert again["data"]["source"] == str(tmp_path / "Task_Brain") and again["data"]["split"] == "regions"
 
 
 def test_msd_folder_with_several_volumes_splits_by_case(tmp_path):
