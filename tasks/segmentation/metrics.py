@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -43,9 +44,10 @@ class SegmentationMetrics:
         pred = F.one_hot(gathered["prediction"].long(), num).movedim(-1, 1)
         ref = F.one_hot(gathered["labels"].long(), num).movedim(-1, 1)
         self._dice.append(compute_dice(pred, ref, include_background=False, ignore_empty=True).cpu())
-        self._hd95.append(
-            compute_hausdorff_distance(pred, ref, include_background=False, percentile=95, spacing=self.spacing).cpu()
-        )
+        with warnings.catch_warnings():  # MONAI 1.5 calls its own deprecated argument inside (always_return_as_numpy)
+            warnings.filterwarnings("ignore", message=".*always_return_as_numpy.*", category=FutureWarning)
+            hd95 = compute_hausdorff_distance(pred, ref, include_background=False, percentile=95, spacing=self.spacing)
+        self._hd95.append(hd95.cpu())
 
     def compute(self) -> dict[str, float]:
         if not self._dice:
