@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import nibabel as nib
-
 import polyhead
+from polyhead.tasks.segmentation.data import EMBEDDED_ROOT, read_msd_folder
 from polyhead.tasks.segmentation.synthesis import HeadAnatomy, phantom_head
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,9 +27,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "segmentation_overlay.png")
     args = parser.parse_args()
     if args.phantom is None:
-        image = nib.load(Path(polyhead.__file__).parent / "assets" / "mni152_2mm" / "imagesTr" / "mni152_2009a.nii.gz")
+        image = read_msd_folder(EMBEDDED_ROOT).cases[0].image  # the embedded template's NIfTI
     else:
-        image, _, _ = phantom_head(HeadAnatomy.from_folder("mni152_2mm"), args.phantom)
+        image, _, _ = phantom_head(HeadAnatomy.from_folder(EMBEDDED_ROOT), args.phantom)
     out = polyhead.pipeline("segmentation")(image, overlay=args.out)
     print(f"wrote {out['overlay']}: {', '.join(f'{k} {v:.0f} ml' for k, v in out['volumes_ml'].items())}")
 
