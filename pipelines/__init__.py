@@ -1,7 +1,10 @@
-"""Pipelines (``polyhead.pipelines``): ``transformers.Pipeline`` subclasses, registered at import.
+"""Pipelines (``polyhead.pipelines``): ``transformers.Pipeline`` subclasses, one module per task.
 
 ``polyhead.pipeline(task, model=None)`` wraps ``transformers.pipeline``; with no
-model it loads the task's embedded default checkpoint (no download).
+model it loads the task's embedded default checkpoint (no download). A task's pipeline module
+(and its task: MONAI, torchaudio, ...) is imported on first use; ``import polyhead`` only arranges
+that polyhead's own pipeline tasks are registered with transformers' ``PIPELINE_REGISTRY`` when
+transformers imports its pipelines (:func:`register_pipelines`).
 """
 
 from __future__ import annotations
@@ -13,33 +16,31 @@ from typing import Any
 
 import transformers
 from transformers import AutoModel
-from transformers.pipelines import PIPELINE_REGISTRY
 
 from polyhead.errors import ConfigError, ModelLoadError, UnknownNameError, did_you_mean
-from polyhead.model_dir import MULTITASK_MODEL_TYPE
-from polyhead.multitask import PROCESSORS_DIR, PolyheadForMultiTask
-from polyhead.loading import BACKENDS, check_model_dir, load_model, load_processor, local_model_dir, task_of
-
-from .asr import PolyheadASRPipeline
-from .detection import PolyheadObjectDetectionPipeline
-from .forecasting import TimeSeriesForecastingPipeline
-from .rl import ReinforcementLearningPipeline
-from .recommendation import RecommendationPipeline
-from .segmentation import SegmentationPipeline
+from polyhead.lazy import deferred_class, lazy_exports
+from polyhead.model_dir import MULTITASK_MODEL_TYPE, task_of
 
 __all__ = [
-    "SegmentationPipeline", "PolyheadASRPipeline", "PolyheadObjectDetectionPipeline", "TimeSeriesForecastingPipeline", "ReinforcementLearningPipeline", "RecommendationPipeline", "pipeline", "default_model_dir", "PIPELINES"]
+    "SegmentationPipeline", "PolyheadASRPipeline", "PolyheadObjectDetectionPipeline", "TimeSeriesForecastingPipeline", "ReinforcementLearningPipeline", "RecommendationPipeline", "pipeline", "default_model_dir", "register_pipelines", "PIPELINES"]
 
-#: pipeline task name -> (pipeline class, embedded default model folder under polyhead/defaults)
-PIPELINES: dict[str, tuple[type, str]] = {
-    "time-series-forecasting": (TimeSeriesForecastingPipeline, "forecasting"),
-    "reinforcement-learning": (ReinforcementLearningPipeline, "rl"),
-    "recommendation": (RecommendationPipeline, "recommendation"),
-    "segmentation": (SegmentationPipeline, "segmentation"),
-    "automatic-speech-recognition": (PolyheadASRPipeline, "asr"),
-    "object-detection": (PolyheadObjectDetectionPipeline, "detection"),
+_CLASSES = {
+    "time-series-forecasting": "polyhead.pipelines.forecasting:TimeSeriesForecastingPipeline",
+    "reinforcement-learning": "polyhead.pipelines.rl:ReinforcementLearningPipeline",
+    "recommendation": "polyhead.pipelines.recommendation:RecommendationPipeline",
+    "segmentation": "polyhead.pipelines.segmentation:SegmentationPipeline",
+    "automatic-speech-recognition": "polyhead.pipelines.asr:PolyheadASRPipeline",
+    "object-detection": "polyhead.pipelines.detection:PolyheadObjectDetectionPipeline",
 }
+_FOLDERS = {"time-series-forecasting": "forecasting", "reinforcement-learning": "rl", "recommendation": "recommendation",
+            "segmentation": "segmentation", "automatic-speech-recognition": "asr", "object-detection": "detection"}
+
+#: pipeline task name -> (pipeline class: a stand-in that imports its module on first use, embedded default model
+#: folder under polyhead/defaults, which is also the polyhead task's name)
+PIPELINES: dict[str, tuple[type, str]] = {task: (deferred_class(path), _FOLDERS[task]) for task, path in _CLASSES.items()}
 ALIASES = {"forecasting": "time-series-forecasting", "rl": "reinforcement-learning", "asr": "automatic-speech-recognition", "detection": "object-detection", "medical-segmentation": "segmentation"}
+
+__getattr__, __dir__ = lazy_exports(__name__, {path.split(":")[1]: "." + path.split(":")[0].rsplit(".", 1)[1] for path in _CLASSES.values()})
 
 
 def default_model_dir(task: str) -> Path:
@@ -47,25 +48,36 @@ def default_model_dir(task: str) -> Path:
     return Path(str(resources.files("polyhead") / "defaults" / PIPELINES[task][1]))
 
 
-#: transformers' own tasks: polyhead's subclass is passed to transformers.pipeline explicitly, never registered over
-#: them, so transformers.pipeline(task, model=<polyhead model>) keeps running transformers' own pipeline
-_BUILTIN_TASKS = {t for t in PIPELINES if t in transformers.pipelines.SUPPORTED_TASKS}
+def _is_transformers_task(task: str) -> bool:
+    """transformers' own tasks: polyhead's subclass is passed to transformers.pipeline explicitly, never registered
+    over them, so transformers.pipeline(task, model=<polyhead model>) keeps running transformers' own pipeline."""
+    from transformers.pipelines import SUPPORTED_TASKS
 
-for _task, (_cls, _folder) in PIPELINES.items():
-    if _task in _BUILTIN_TASKS:
-        continue
-    PIPELINE_REGISTRY.register_pipeline(
-        _task,
-        pipeline_class=_cls,
-        pt_model=AutoModel,
-        default={"model": (str(default_model_dir(_task)), None)},
-        type="multimodal",
-    )
+    return task in SUPPORTED_TASKS
+
+
+def register_pipelines(pipelines_module: Any) -> None:
+    """Register polyhead's own pipeline tasks with ``pipelines_module.PIPELINE_REGISTRY`` (``transformers.pipelines``).
+
+    ``import polyhead`` installs this as a post-import hook of ``transformers.pipelines`` (``wrapt``), so
+    ``transformers.pipeline("time-series-forecasting", model=folder)`` works after ``import polyhead`` without
+    ``import polyhead`` paying for transformers' pipelines. The classes are stand-ins until a pipeline is built.
+    """
+    for task, (pipeline_class, _) in PIPELINES.items():
+        if task in pipelines_module.SUPPORTED_TASKS:
+            continue
+        pipelines_module.PIPELINE_REGISTRY.register_pipeline(
+            task,
+            pipeline_class=pipeline_class,
+            pt_model=AutoModel,
+            default={"model": (str(default_model_dir(task)), None)},
+            type="multimodal",
+        )
 
 
 #: the tokenizer classes polyhead saves with its models; a tokenizer_config.json naming any other is refused,
 #: so a model folder can never make polyhead resolve (or import) a name of its choosing
-_TOKENIZERS = {"Wav2Vec2CTCTokenizer": transformers.Wav2Vec2CTCTokenizer}
+_TOKENIZERS = ("Wav2Vec2CTCTokenizer",)
 
 
 def _load_tokenizer(model_dir: Path):
@@ -80,14 +92,16 @@ def _load_tokenizer(model_dir: Path):
             f"{config_file} names tokenizer_class {name!r}; polyhead loads only {', '.join(_TOKENIZERS)}, the tokenizer it saves with its models."
         )
     try:
-        return _TOKENIZERS[name].from_pretrained(str(model_dir))
+        return getattr(transformers, name).from_pretrained(str(model_dir))
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ModelLoadError(f"Could not load the {name} saved with {model_dir}: {err}") from None
 
 
 def _add_processors(task: str, processor_dir: Path, kwargs: dict[str, Any]) -> None:
     """The processor saved in ``processor_dir`` (image tasks: as ``image_processor``), and its tokenizer if it has one."""
-    kind = "image_processor" if getattr(PIPELINES[task][0], "_load_image_processor", False) else "feature_extractor"
+    from polyhead.loading import load_processor
+
+    kind = "image_processor" if PIPELINES[task][0].resolve()._load_image_processor else "feature_extractor"
     kwargs.setdefault(kind, load_processor(processor_dir))
     if (processor_dir / "tokenizer_config.json").is_file():  # e.g. the ASR character tokenizer
         kwargs.setdefault("tokenizer", _load_tokenizer(processor_dir))
@@ -127,6 +141,9 @@ def pipeline(task: str, model: str | Path | None = None, *, backend: str = "torc
             on the shared backbone.
         **kwargs: passed to ``transformers.pipeline``.
     """
+    from polyhead.loading import BACKENDS, check_model_dir, load_model, local_model_dir
+    from polyhead.multitask import PROCESSORS_DIR, PolyheadForMultiTask
+
     task = ALIASES.get(task, task)
     if task not in PIPELINES:
         known = sorted(PIPELINES) + sorted(ALIASES)
@@ -163,6 +180,6 @@ def pipeline(task: str, model: str | Path | None = None, *, backend: str = "torc
         member = _task_in_folder(model.config.to_dict(), PIPELINES[task][1], kwargs.pop("task_name", None), where=str(model.name_or_path))
         _add_processors(task, Path(model.name_or_path) / PROCESSORS_DIR / member, kwargs)
         model = model.task_model(member)
-    if task in _BUILTIN_TASKS:
-        kwargs.setdefault("pipeline_class", PIPELINES[task][0])
+    if _is_transformers_task(task):
+        kwargs.setdefault("pipeline_class", PIPELINES[task][0].resolve())
     return transformers.pipeline(task, model=model, **kwargs)

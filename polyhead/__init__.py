@@ -1,23 +1,37 @@
 """polyhead: shared backbones plugged into task heads; every model a Hugging Face model.
 
-Importing polyhead registers every backbone, head and task, the transformers Auto
-classes of each task, and each pipeline with transformers' ``PIPELINE_REGISTRY``.
+``import polyhead`` is cheap (``benchmarks/startup.py``): it registers every backbone and head, declares
+every task, registers each model type's config with ``transformers.AutoConfig`` and arranges that polyhead's
+pipeline tasks join transformers' ``PIPELINE_REGISTRY`` when transformers loads its pipelines. A task's
+models, data and pipeline (MONAI, torchaudio, gymnasium, torchvision, ...) are imported on first use, and so
+are the names below (PEP 562).
 """
 
 from __future__ import annotations
 
 __version__ = "0.2.0"
 
+import wrapt
+
 from . import errors, registry  # noqa: E402  (registries exist before parts register)
 from . import backbones, heads, tasks  # noqa: E402,F401
-from . import multitask  # noqa: E402,F401  (one backbone, several tasks: registers the "multitask" task)
-from .export import OnnxModel, export_onnx  # noqa: E402
-from .loading import AutoModel  # noqa: E402
-from .pipelines import pipeline  # noqa: E402
-from .pipelines.detection import draw_detections  # noqa: E402
-from .workflows import evaluate_model_dir, train  # noqa: E402
-from .hub import push_to_hub  # noqa: E402
-from .tasks.rl import evaluate_agent  # noqa: E402
-from .multitask import PolyheadForMultiTask  # noqa: E402
+from .lazy import lazy_exports  # noqa: E402
+from .pipelines import register_pipelines  # noqa: E402
 
-__all__ = ["AutoModel", "PolyheadForMultiTask", "draw_detections", "OnnxModel", "export_onnx", "pipeline", "push_to_hub", "train", "evaluate_model_dir", "evaluate_agent", "errors", "registry", "__version__"]
+wrapt.register_post_import_hook(register_pipelines, "transformers.pipelines")
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "AutoModel": ".loading",
+    "PolyheadForMultiTask": ".multitask",
+    "draw_detections": ".pipelines.detection",
+    "OnnxModel": ".onnx_runtime",
+    "export_onnx": ".export",
+    "pipeline": ".pipelines",
+    "push_to_hub": ".hub",
+    "train": ".workflows",
+    "evaluate_model_dir": ".workflows",
+    "evaluate_agent": ".tasks.rl",
+    "example_file": ".examples",
+})
+
+__all__ = ["AutoModel", "PolyheadForMultiTask", "draw_detections", "OnnxModel", "export_onnx", "pipeline", "push_to_hub", "train", "evaluate_model_dir", "evaluate_agent", "example_file", "errors", "registry", "__version__"]

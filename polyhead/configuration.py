@@ -12,11 +12,23 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from transformers import PreTrainedConfig
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from .errors import ConfigError, did_you_mean
+from .lazy import is_deferred
 
-__all__ = ["PolyheadConfig"]
+__all__ = ["PolyheadConfig", "register_auto_config"]
+
+
+def register_auto_config(config_class: type[PreTrainedConfig]) -> None:
+    """``AutoConfig.register(config_class.model_type, config_class)``, taking over from the stand-in that
+    ``import polyhead`` registered for that model type (:mod:`polyhead.tasks`); any other clash is an error."""
+    try:
+        current = CONFIG_MAPPING[config_class.model_type]
+    except KeyError:
+        current = None
+    AutoConfig.register(config_class.model_type, config_class, exist_ok=is_deferred(current))
 
 
 class PolyheadConfig(PreTrainedConfig):

@@ -204,7 +204,7 @@ def _shards(index: Path) -> list[Path]:
 
 def task_of(config: dict[str, Any]) -> str:
     """The name of the task a ``config.json`` belongs to (``"polyhead-ppo"`` -> ``"rl"``)."""
-    return registry.task_for(str(config["model_type"])).name
+    return registry.task_name_for(str(config["model_type"]))
 
 
 def read_training_config(model_dir: str | os.PathLike) -> dict[str, Any] | None:

@@ -30,12 +30,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 from torch.utils.data import Dataset, Sampler
-from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from . import registry
 from .backbones._base import Backbone
-from .configuration import PolyheadConfig
+from .configuration import PolyheadConfig, register_auto_config
 from .errors import ConfigError, InputError, did_you_mean
 from .log import quiet_library_progress
 from .model_dir import write_folder
@@ -556,5 +556,5 @@ class MultiTaskTask(Task):
         return [MultiTaskConfig(backbone=backbone, tasks=specs)]
 
 
-AutoConfig.register(MultiTaskConfig.model_type, MultiTaskConfig)
+register_auto_config(MultiTaskConfig)
 AutoModel.register(MultiTaskConfig, PolyheadForMultiTask)

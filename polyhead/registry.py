@@ -1,7 +1,12 @@
 """Registries of backbones, heads and tasks (mmengine ``Registry``).
 
-One hop from a name to a class: ``BACKBONES.get("transformer")`` is the class, and
+One hop from a name to a class: ``get(BACKBONES, "transformer")`` is the class, and
 :func:`build` calls it with the remaining keys of a ``{"type": ..., **kwargs}`` dict.
+
+Built-in parts are *declared* (:func:`declare`: a name and the module that registers it; tasks also name their
+model types) so that ``import polyhead`` knows every backbone and task without importing one; :func:`get`
+imports a declared part's module the first time it is asked for (a task's data, metrics and models bring MONAI,
+torchaudio, gymnasium, ...; a backbone, transformers' modeling code).
 
 Example:
     >>> from polyhead.registry import BACKBONES, build
@@ -10,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -25,11 +31,14 @@ __all__ = [
     "register_backbone",
     "register_head",
     "register_task",
+    "declare",
+    "declare_task",
     "build",
     "describe_backbone",
     "get",
     "names",
     "task_for",
+    "task_name_for",
     "check_kwargs",
     "PRETRAINED_KEY",
 ]
@@ -75,37 +84,78 @@ def register_task(name: str) -> Callable[[T], T]:
     return _register(TASKS, name)
 
 
+#: declared parts: registry name -> {part name: the module whose import registers it}
+_DECLARED: dict[str, dict[str, str]] = {}
+#: declared tasks: name -> their models' ``config.json`` model types
+_TASK_MODEL_TYPES: dict[str, tuple[str, ...]] = {}
+
+
+def declare(registry: Registry, name: str, module: str) -> None:
+    """Record that importing ``module`` registers ``name`` in ``registry``, without importing it; :func:`get`
+    imports it on first use."""
+    declared = _DECLARED.setdefault(registry.name, {})
+    if declared.get(name, module) != module:
+        raise KeyError(f"The {registry.name} {name!r} is already declared by {declared[name]}.")
+    declared[name] = module
+
+
+def declare_task(name: str, module: str, *, model_types: tuple[str, ...]) -> None:
+    """:func:`declare` a task of :data:`TASKS` whose models have ``model_types``."""
+    declare(TASKS, name, module)
+    _TASK_MODEL_TYPES[name] = tuple(model_types)
+
+
 def _ensure_loaded() -> None:
-    # Importing polyhead registers every built-in part.
+    # Importing polyhead registers every backbone and head and declares every task.
     import polyhead  # noqa: F401
 
 
+def _declared(registry: Registry) -> dict[str, str]:
+    return _DECLARED.get(registry.name, {})
+
+
 def names(registry: Registry) -> list[str]:
-    """Sorted names registered in ``registry``."""
+    """Sorted names registered (or, for tasks, declared) in ``registry``; nothing is imported."""
     _ensure_loaded()
-    return sorted(registry.module_dict)
+    return sorted(set(registry.module_dict) | set(_declared(registry)))
 
 
 def get(registry: Registry, name: str) -> Any:
-    """The class registered as ``name``; :class:`UnknownNameError` lists the known ones."""
+    """The class registered as ``name`` (a declared task's module imported first); :class:`UnknownNameError`
+    lists the known ones."""
     _ensure_loaded()
+    if isinstance(name, str) and name not in registry.module_dict and name in _declared(registry):
+        module = _declared(registry)[name]
+        importlib.import_module(module)
+        if name not in registry.module_dict:
+            raise UnknownNameError(f"Importing {module} did not register the {registry.name} {name!r} it declares.")
     if not isinstance(name, str) or name not in registry.module_dict:
-        known = ", ".join(sorted(registry.module_dict)) or "(none)"
+        known = names(registry)
         raise UnknownNameError(
-            f"Unknown {registry.name} {name!r}.{did_you_mean(str(name), registry.module_dict)} "
-            f"Known {registry.name}s: {known}."
+            f"Unknown {registry.name} {name!r}.{did_you_mean(str(name), known)} "
+            f"Known {registry.name}s: {', '.join(known) or '(none)'}."
         )
     return registry.module_dict[name]
 
 
+def task_name_for(model_type: str) -> str:
+    """The name of the task whose models have ``model_type`` (``"polyhead-forecasting"`` -> ``"forecasting"``),
+    without importing it."""
+    _ensure_loaded()
+    for name, model_types in _TASK_MODEL_TYPES.items():
+        if model_type in model_types:
+            return name
+    for name in sorted(TASKS.module_dict):  # tasks registered without a declaration (a user's own)
+        if model_type in TASKS.module_dict[name].model_types():
+            return name
+    known = sorted({t for types in _TASK_MODEL_TYPES.values() for t in types}
+                   | {t for task in TASKS.module_dict.values() for t in task.model_types()})
+    raise UnknownNameError(f"No polyhead task has models of type {model_type!r}.{did_you_mean(model_type, known)} Known: {', '.join(known)}.")
+
+
 def task_for(model_type: str) -> Any:
     """The registered task class whose models include ``model_type`` (``"polyhead-forecasting"``)."""
-    for name in names(TASKS):
-        task = TASKS.module_dict[name]
-        if model_type in task.model_types():
-            return task
-    known = sorted(t for name in names(TASKS) for t in TASKS.module_dict[name].model_types())
-    raise UnknownNameError(f"No polyhead task has models of type {model_type!r}.{did_you_mean(model_type, known)} Known: {', '.join(known)}.")
+    return get(TASKS, task_name_for(model_type))
 
 
 def check_kwargs(cls: Callable[..., Any], kwargs: Mapping[str, Any], what: str) -> None:

@@ -148,3 +148,14 @@ def test_predict_refuses_bad_input_with_a_message(capsys, tmp_path):
         (tmp_path / "bad.json").write_text("{not json")
         assert main(["predict", *args]) == 2, args
         assert message in capsys.readouterr().err, args
+
+
+def test_every_example_file_ships_and_bad_names_are_refused():
+    from polyhead.examples import EXAMPLE_FILES, example_file
+    from polyhead.pipelines import PIPELINES
+
+    for task in EXAMPLE_FILES:
+        assert task in PIPELINES and example_file(task).is_file() and example_file(task).stat().st_size > 0
+    assert example_file("asr") == example_file("automatic-speech-recognition")
+    with pytest.raises(polyhead.errors.UnknownNameError, match="Did you mean 'segmentation'"):
+        polyhead.example_file("segmentaton")

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForCTC, Wav2Vec2Processor
+from transformers import AutoFeatureExtractor, AutoModel, AutoModelForCTC, Wav2Vec2Processor
 
+from polyhead.configuration import register_auto_config
 from polyhead.export import ExportSpec
 from polyhead.registry import register_task
 
@@ -40,7 +41,7 @@ __all__ = [
     "to_mono_float",
 ]
 
-AutoConfig.register(ASRConfig.model_type, ASRConfig)
+register_auto_config(ASRConfig)
 AutoModel.register(ASRConfig, PolyheadForCTC)
 AutoModelForCTC.register(ASRConfig, PolyheadForCTC)
 AutoFeatureExtractor.register(ASRConfig, ASRFeatureExtractor)

@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel, AutoModelForObjectDetection
+from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoModel, AutoModelForObjectDetection
 
+from polyhead.configuration import register_auto_config
 from polyhead.errors import ConfigError, DataError
 from polyhead.export import ExportSpec
 from polyhead.registry import BACKBONES, get, register_task
@@ -32,7 +33,7 @@ __all__ = [
     "to_rgb_tensor",
 ]
 
-AutoConfig.register(DetectionConfig.model_type, DetectionConfig)
+register_auto_config(DetectionConfig)
 AutoModel.register(DetectionConfig, PolyheadForObjectDetection)
 AutoModelForObjectDetection.register(DetectionConfig, PolyheadForObjectDetection)
 AutoImageProcessor.register(DetectionConfig, image_processor_classes={"pil": DetectionImageProcessor, "torchvision": DetectionImageProcessor})

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+from transformers import AutoFeatureExtractor, AutoModel
 
+from polyhead.configuration import register_auto_config
 from polyhead.errors import ConfigError, DataError
 from polyhead.export import ExportSpec
 from polyhead.registry import register_task
@@ -50,7 +51,7 @@ __all__ = [
     "seasonal_naive",
 ]
 
-AutoConfig.register(ForecastingConfig.model_type, ForecastingConfig)
+register_auto_config(ForecastingConfig)
 AutoModel.register(ForecastingConfig, PolyheadForForecasting)
 AutoFeatureExtractor.register(ForecastingConfig, ForecastingFeatureExtractor)
 

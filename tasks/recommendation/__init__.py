@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+from transformers import AutoFeatureExtractor, AutoModel
 
+from polyhead.configuration import register_auto_config
 from polyhead.errors import DataError, InputError
 from polyhead.export import ExportSpec
 from polyhead.registry import register_task
@@ -59,7 +60,7 @@ __all__ = [
 ]
 
 for _config_class, _model_class in ((NextItemConfig, PolyheadForNextItem), (CTRConfig, PolyheadForCTR)):
-    AutoConfig.register(_config_class.model_type, _config_class)
+    register_auto_config(_config_class)
     AutoModel.register(_config_class, _model_class)
     AutoFeatureExtractor.register(_config_class, RecommendationProcessor)
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+from transformers import AutoFeatureExtractor, AutoModel
 
+from polyhead.configuration import register_auto_config
 from polyhead.errors import ConfigError, DataError
 from polyhead.export import ExportSpec
 from polyhead.loading import Initialisation, initialise_from, load_model, load_processor
@@ -59,10 +60,10 @@ __all__ = [
     "evaluate_agent",
 ]
 
-AutoConfig.register(PPOConfig.model_type, PPOConfig)
+register_auto_config(PPOConfig)
 AutoModel.register(PPOConfig, PolyheadForPPO)
 AutoFeatureExtractor.register(PPOConfig, RLFeatureExtractor)
-AutoConfig.register(DecisionTransformerConfig.model_type, DecisionTransformerConfig)
+register_auto_config(DecisionTransformerConfig)
 # transformers refuses a config class that has the *name* of one of its own (its DecisionTransformerConfig);
 # registered models are looked up by the class itself, so this one maps to polyhead's model, and theirs to theirs
 AutoModel.register(DecisionTransformerConfig, PolyheadForDecisionTransformer, exist_ok=True)

@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+from transformers import AutoFeatureExtractor, AutoModel
 
+from polyhead.configuration import register_auto_config
 from polyhead.errors import ConfigError
 from polyhead.export import ExportSpec
 from polyhead.registry import register_task
@@ -46,7 +47,7 @@ __all__ = [
     "load_volume",
 ]
 
-AutoConfig.register(SegmentationConfig.model_type, SegmentationConfig)
+register_auto_config(SegmentationConfig)
 AutoModel.register(SegmentationConfig, PolyheadForSegmentation)
 AutoFeatureExtractor.register(SegmentationConfig, SegmentationProcessor)
 
