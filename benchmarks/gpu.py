@@ -2,7 +2,8 @@
 
 Training: each task's packaged recipe (``polyhead train TASK``), its training loader (:func:`polyhead.training.make_loader`,
 workers pinned as in a run), AdamW steps in three modes: ``fp32``, ``bf16`` (autocast, as Accelerate's
-``mixed_precision="bf16"``) and ``bf16+compile`` (plus ``torch.compile`` of the backbone, as ``train.compile``).
+``mixed_precision="bf16"``) and ``bf16+compile`` (plus ``torch.compile`` of the backbone, as ``train.compile``), and for
+image/volume (pyramid-backbone) tasks a fourth, ``bf16+channels_last`` (``train.channels_last``).
 Reported per task and mode: samples/s over the timed steps (after warm-up steps that include compilation) and the
 peak allocated GPU memory. Inference: each pipeline's embedded default model at batch 32, eager PyTorch on CUDA vs the
 exported ONNX graph on ONNX Runtime's CUDAExecutionProvider (median latency). Writes ``benchmarks/results/gpu.json``.
@@ -28,7 +29,7 @@ from typing import Any
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gpu.json"
-MODES = ("fp32", "bf16", "bf16+compile")
+MODES = ("fp32", "bf16", "bf16+compile", "bf16+channels_last")
 NO_GPU_EXIT = 2
 NO_GPU_MESSAGE = ("benchmarks/gpu.py needs a CUDA GPU (torch.cuda.is_available() is False): nothing was measured and "
                   f"{RESULTS.relative_to(RESULTS.parents[2])} is unchanged.")
@@ -64,13 +65,17 @@ def recipe(task_name: str) -> tuple[Any, Any, Any, Any]:
 
 def measure_training(task_name: str, mode: str, *, device: torch.device, steps: int, warmup: int, compile_backend: str = "inductor") -> dict[str, Any]:
     """samples/s and peak memory of ``steps`` optimizer steps after ``warmup`` (``mode`` in :data:`MODES`)."""
-    from polyhead.training import make_loader
+    from polyhead.training import make_loader, to_channels_last
 
     cfg, task, config, data = recipe(task_name)
     torch.manual_seed(0)
     model = task.build_model(config).to(device).train()
     if mode.endswith("+compile"):
         model.backbone.compile(backend=compile_backend)
+    if mode.endswith("+channels_last"):
+        if model.backbone.kind != "pyramid":
+            return {"skipped": f"a {model.backbone.kind} backbone: channels-last is for image and volume backbones"}
+        to_channels_last(model)
     batch_size = int(config_batch_size(cfg))
     loader = make_loader(data.train, batch_size=batch_size, shuffle=True, collate_fn=data.collate_fn, num_workers=None,
                          batch_sampler=data.batch_sampler)

@@ -149,6 +149,44 @@ def _paired(a: list[float], b: list[float]) -> dict[str, float]:
     return {"mean": mean, "ci95": [mean - half, mean + half]}
 
 
+def _parameters(task: Any, config: Any, per_task: dict[str, Any]) -> dict[str, Any]:
+    singles = {name: sum(p.numel() for p in registry.task_for(c.model_type)().build_model(c).parameters()) for name, (c, _) in per_task.items()}
+    shared = sum(p.numel() for p in task.build_model(config).parameters())
+    lora_config = copy.deepcopy(config)
+    lora_config.lora = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": LORA["target_modules"], "freeze_backbone": True}
+    lora_model = task.build_model(lora_config)
+    return {"single_task_models": singles, "sum_of_single_task_models": sum(singles.values()), "one_multitask_model": shared,
+            "ratio": round(sum(singles.values()) / shared, 2),
+            "lora_trainable": sum(p.numel() for p in lora_model.parameters() if p.requires_grad)}
+
+
+def _write(raw: dict[str, Any], *, args: argparse.Namespace, parameters: dict[str, Any], seconds: float, complete: bool) -> dict[str, Any]:
+    """Summarise the runs so far and write ``RESULTS`` (after every seed: a study cut short keeps what it measured,
+    marked ``complete: false`` with the seeds each regime has)."""
+    result = {
+        "setup": {"backbone": BACKBONE, "steps_per_task": args.steps, "seeds": args.seeds, "fractions": args.fractions, "sampling": "uniform",
+                  "metrics": {n: {"name": TASKS[n][3][0], "greater_is_better": TASKS[n][3][1]} for n in TASKS},
+                  "torch_threads": torch.get_num_threads(), "seconds": round(seconds),
+                  "complete": complete, "seeds_done": {regime: len(runs["single"][next(iter(TASKS))]) for regime, runs in raw.items()}},
+        "parameters": parameters,
+        "results": {
+            regime: {
+                name: {
+                    **{c: _summary(runs[c][name]) for c in runs},
+                    "cotrain_minus_single": _paired(runs["cotrain"][name], runs["single"][name]),
+                    "lora_minus_single": _paired(runs["lora"][name], runs["single"][name]),
+                    "control_minus_cotrain": _paired(runs["control"][name], runs["cotrain"][name]),
+                }
+                for name in TASKS
+            }
+            for regime, runs in raw.items() if runs["single"][next(iter(TASKS))]
+        },
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -158,6 +196,7 @@ def main() -> None:
     torch.set_num_threads(2)
     started = time.perf_counter()
     task, config, per_task = _build(0)
+    parameters = _parameters(task, config, per_task)
     raw: dict[str, dict[str, dict[str, list[float]]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for fraction in args.fractions:
@@ -171,33 +210,8 @@ def main() -> None:
                     for name, value in _multi(task, config, per_task, fraction, seed, args.steps, root, lora=lora, control=control).items():
                         runs[condition][name].append(value)
                 print(f"{regime}, seed {seed}: " + json.dumps({c: {n: v[-1] for n, v in r.items()} for c, r in runs.items()}), flush=True)
-    singles = {name: sum(p.numel() for p in registry.task_for(c.model_type)().build_model(c).parameters()) for name, (c, _) in per_task.items()}
-    shared = sum(p.numel() for p in task.build_model(config).parameters())
-    lora_config = copy.deepcopy(config)
-    lora_config.lora = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": LORA["target_modules"], "freeze_backbone": True}
-    lora_model = task.build_model(lora_config)
-    result = {
-        "setup": {"backbone": BACKBONE, "steps_per_task": args.steps, "seeds": args.seeds, "sampling": "uniform",
-                  "metrics": {n: {"name": TASKS[n][3][0], "greater_is_better": TASKS[n][3][1]} for n in TASKS},
-                  "torch_threads": torch.get_num_threads(), "seconds": round(time.perf_counter() - started)},
-        "parameters": {"single_task_models": singles, "sum_of_single_task_models": sum(singles.values()), "one_multitask_model": shared,
-                       "ratio": round(sum(singles.values()) / shared, 2),
-                       "lora_trainable": sum(p.numel() for p in lora_model.parameters() if p.requires_grad)},
-        "results": {
-            regime: {
-                name: {
-                    **{c: _summary(runs[c][name]) for c in runs},
-                    "cotrain_minus_single": _paired(runs["cotrain"][name], runs["single"][name]),
-                    "lora_minus_single": _paired(runs["lora"][name], runs["single"][name]),
-                    "control_minus_cotrain": _paired(runs["control"][name], runs["cotrain"][name]),
-                }
-                for name in TASKS
-            }
-            for regime, runs in raw.items()
-        },
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+                _write(raw, args=args, parameters=parameters, seconds=time.perf_counter() - started, complete=False)
+    result = _write(raw, args=args, parameters=parameters, seconds=time.perf_counter() - started, complete=True)
     print(json.dumps({k: v for k, v in result.items() if k != "results"}, indent=2))
     for regime, tasks in result["results"].items():
         print(f"\n{regime}")

@@ -292,7 +292,7 @@ def export_onnx(
         _export_graph(wrapper, spec, tmp_path)
         _name_dynamic_axes(tmp_path, spec)
         export_seconds = time.perf_counter() - started
-        session = ort_session(tmp_path)
+        session = ort_session(tmp_path, providers=["CPUExecutionProvider"])
         parity = _parity(wrapper, session, spec)
         failed = [row for row in parity if not row["passed"]]
         if failed:
@@ -341,7 +341,7 @@ def _quantize_int8(fp32: Path, int8: Path, wrapper: nn.Module, spec: ExportSpec,
         quantize_dynamic(str(stripped), str(int8), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"], reduce_range=True)
     finally:
         stripped.unlink(missing_ok=True)
-    session = ort_session(int8)
+    session = ort_session(int8, providers=["CPUExecutionProvider"])
     result: dict[str, Any] = {
         "settings": {"weight_type": "QInt8", "op_types": ["MatMul", "Gemm"], "reduce_range": True},
         "file_bytes": int8.stat().st_size,

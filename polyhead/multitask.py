@@ -41,6 +41,7 @@ from .log import quiet_library_progress
 from .model_dir import write_folder
 from .modeling import PolyheadModel, PolyheadPreTrainedModel
 from .registry import BACKBONES, build, describe_backbone, register_task
+from .streaming import split_streaming_options
 from .task import Task, TaskData
 from .validation import check_positive
 
@@ -487,6 +488,16 @@ class MultiTaskTask(Task):
     greater_is_better = False
     data_options = ("sampling", "tasks")
     _TASK_DATA_KEYS = ("weight", "batch_size")
+
+    def train(self, cfg: Any, *, resume: bool = False, callbacks: tuple = (), init: Any = None) -> Any:
+        """The supervised path (:func:`polyhead.workflows.fit`); ``data.streaming=True`` is refused before any data is read."""
+        from . import workflows
+
+        if split_streaming_options(workflows.config_section(cfg, "data"))[0] is not None:
+            raise ConfigError("The multitask task cannot train from a stream (data.streaming=True): its training batches come from a "
+                              "multi-task batch sampler (one task per batch, drawn by data.sampling), which a stream's shards and "
+                              "shuffle buffer cannot drive. Drop data.streaming: it trains from its tasks' map-style data.")
+        return super().train(cfg, resume=resume, callbacks=callbacks, init=init)
 
     @staticmethod
     def _task_of(spec: Mapping[str, Any], name: str) -> Task:

@@ -18,7 +18,7 @@ from . import registry
 from .errors import InputError, ModelLoadError
 from .model_dir import MULTITASK_MODEL_TYPE, onnx_names, read_config_dict
 
-__all__ = ["OnnxModel", "session", "task_and_spec"]
+__all__ = ["OnnxModel", "execution_providers", "session", "task_and_spec"]
 
 
 def task_and_spec(config: Any) -> tuple[Any, Any]:
@@ -27,7 +27,19 @@ def task_and_spec(config: Any) -> tuple[Any, Any]:
     return task, task.export_spec(config)
 
 
-def session(path: Path, threads: int | None = None):
+def execution_providers() -> list[str]:
+    """ONNX Runtime's providers for serving: CUDA first when this onnxruntime has it (``onnxruntime-gpu``) and a GPU
+    is visible, then the CPU (which ONNX Runtime falls back to for operators CUDA lacks)."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def session(path: Path, threads: int | None = None, *, providers: list[str] | None = None):
+    """An ONNX Runtime session of ``path``; ``providers``: :func:`execution_providers` unless given (the export's parity
+    gate passes ``["CPUExecutionProvider"]``: it compares against PyTorch on the CPU)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -35,7 +47,7 @@ def session(path: Path, threads: int | None = None):
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers or execution_providers())
     except Exception as err:  # onnxruntime raises its own exception types
         raise ModelLoadError(f"ONNX Runtime cannot load {path} (truncated or not an ONNX file?): {str(err)[:500]}") from None
 

@@ -23,6 +23,7 @@ from polyhead.configuration import PolyheadConfig
 from polyhead.errors import ConfigError, InputError, did_you_mean
 from polyhead.export import ExportSpec
 from polyhead.modeling import PolyheadModel
+from polyhead.streaming import STREAMING_OPTIONS, StreamRows
 from polyhead.training import evaluate, simple_inferer
 
 __all__ = ["Task", "TaskData", "Metrics", "simple_inferer"]
@@ -55,6 +56,8 @@ class TaskData:
             sizes: 1), or ``None`` to use the training arguments'.
         batch_sampler: ``(dataset, *, batch_size, shuffle, seed, num_processes) -> Sampler`` when
             batches need more than shuffling (a multi-task step draws one task), else ``None``.
+        train_stream: the training split as rows and a per-example function, what ``data.streaming=True``
+            trains from (:mod:`polyhead.streaming`); ``None``: the task cannot stream its training data yet.
     """
 
     train: Dataset
@@ -64,6 +67,7 @@ class TaskData:
     description: dict[str, Any] = field(default_factory=dict)
     eval_batch_size: int | None = None
     batch_sampler: Callable[..., Any] | None = None
+    train_stream: StreamRows | None = None
 
 
 class Task:
@@ -113,8 +117,15 @@ class Task:
 
     # -- building from a config file ----------------------------------------------------
     def check_data_section(self, data_section: Mapping[str, Any]) -> None:
-        """Raise :class:`ConfigError` (with a did-you-mean) for a key not in :attr:`data_options`."""
+        """Raise :class:`ConfigError` (with a did-you-mean) for a key not in :attr:`data_options`.
+
+        The streaming keys (``data.streaming``, ...) are taken out by :func:`polyhead.workflows.fit` before the
+        task sees its section; one that gets here reached a task's data through a path that cannot stream.
+        """
         for key in data_section:
+            if key in STREAMING_OPTIONS and key not in self.data_options:
+                raise ConfigError(f"data.{key}: the {self.name} task cannot train from a stream on this path "
+                                  "(data.streaming goes through the supervised trainer only); drop it.")
             if key not in self.data_options:
                 raise ConfigError(
                     f"data.{key} is not a {self.name} data option.{did_you_mean(key, self.data_options)} "

@@ -8,7 +8,8 @@ Features: gradient accumulation (``accelerator.accumulate``), mixed precision (b
 gradient scaler on CUDA), ``torch.compile`` of the backbone, DataLoader workers seeded per worker and rank,
 evaluation with ``gather_for_metrics``, best-checkpoint selection, early stopping,
 ``save_state``/``load_state`` checkpoints for ``resume``, a TensorBoard tracker and a
-tqdm progress bar on the main process only.
+tqdm progress bar on the main process only. The training data is a map-style dataset, or a stream
+(``data.streaming=True``: :mod:`polyhead.streaming` shards, shuffles and evens it out across processes).
 
 On a machine without GPUs the Accelerator is created with ``cpu=True``: otherwise
 ``accelerate launch --num_processes N`` would start N processes that each train alone.
@@ -56,9 +57,10 @@ from .model_dir import (
     run_lock,
     save_model_dir,
 )
+from .streaming import StreamingData, StreamingLoader, TrainStream
 from .validation import dataclass_from_section, look_up_option
 
-__all__ = ["TrainResult", "Trainer", "TrainerState", "TrainingArguments", "check_precision", "default_num_workers", "evaluate", "fsdp_plugin", "make_accelerator", "make_loader", "parameter_groups", "simple_inferer"]
+__all__ = ["TrainResult", "Trainer", "TrainerState", "TrainingArguments", "check_precision", "default_num_workers", "evaluate", "fsdp_plugin", "make_accelerator", "make_loader", "parameter_groups", "simple_inferer", "to_channels_last"]
 
 
 _PRECISIONS = {"no": "no", "fp32": "no", "fp16": "fp16", "bf16": "bf16"}
@@ -109,6 +111,9 @@ class TrainingArguments:
             tensor names in checkpoints do not change). The first steps are slower while it compiles.
         compile_backend: the ``torch.compile`` backend: ``"inductor"`` (the default; needs a C compiler on the
             CPU), or ``"aot_eager"`` / ``"eager"`` to check graph capture without generated code.
+        channels_last: keep the model's image (volume) weights in channels-last memory (``torch.channels_last``,
+            ``channels_last_3d`` for 3-D): faster convolutions on tensor-core GPUs under bf16/fp16; pyramid
+            backbones only (ConvNeXt, Swin). Same results as the default layout (tested); no gain expected on CPU.
         fsdp: shard the model with FSDP through Accelerate's ``FullyShardedDataParallelPlugin``: its keyword
             arguments (``dict(reshard_after_forward=True, cpu_offload=False, ...)``; ``fsdp_version`` defaults
             to 2, PyTorch's ``fully_shard``). GPUs only: see :func:`fsdp_plugin`. ``None``: DDP, or whatever ``accelerate launch``
@@ -143,6 +148,7 @@ class TrainingArguments:
     layer_decay: float | None = None
     compile: bool = False
     compile_backend: str = "inductor"
+    channels_last: bool = False
     fsdp: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -162,6 +168,8 @@ class TrainingArguments:
             raise ConfigError(f"train.num_workers must be a non-negative integer or None (a default for this machine), got {workers!r}.")
         if not isinstance(self.compile, bool):
             raise ConfigError(f"train.compile must be true or false, got {self.compile!r}.")
+        if not isinstance(self.channels_last, bool):
+            raise ConfigError(f"train.channels_last must be true or false, got {self.channels_last!r}.")
         if self.compile:
             import torch._dynamo  # here, not at import: it costs a second of `import polyhead`
 
@@ -413,7 +421,8 @@ class Trainer:
     Args:
         model: the model (a ``PreTrainedModel``).
         args: :class:`TrainingArguments`.
-        train_dataset: map-style dataset of samples.
+        train_dataset: map-style dataset of samples, or :class:`~polyhead.streaming.StreamingData` to train from a
+            stream (``data.streaming=True``; needs ``train.max_steps``: a stream has no length to count epochs by).
         eval_dataset: validation samples.
         metrics: the task's metrics, or ``None`` for loss only.
         processor: saved next to the best model.
@@ -430,7 +439,7 @@ class Trainer:
         *,
         model: torch.nn.Module,
         args: TrainingArguments,
-        train_dataset: Dataset,
+        train_dataset: Dataset | StreamingData,
         eval_dataset: Dataset,
         metrics: Any = None,
         processor: Any = None,
@@ -442,9 +451,18 @@ class Trainer:
     ) -> None:
         self.args = args
         self.output_dir = check_writable_folder(args.output_dir, kind="run", what="train.output_dir")
-        if len(train_dataset) == 0 or len(eval_dataset) == 0:
+        self.streaming = isinstance(train_dataset, StreamingData)
+        if self.streaming:
+            if args.max_steps is None:
+                raise ConfigError("data.streaming=True needs train.max_steps: a stream has no length to count train.epochs by.")
+            if batch_sampler is not None:
+                raise ConfigError("data.streaming=True cannot batch with the data's own batch sampler (multi-task batches); "
+                                  "drop data.streaming.")
+            if len(eval_dataset) == 0:
+                raise DataError("Empty dataset: 0 validation samples.")
+        elif len(train_dataset) == 0 or len(eval_dataset) == 0:
             raise DataError(f"Empty dataset: {len(train_dataset)} training and {len(eval_dataset)} validation samples.")
-        if args.batch_size > len(train_dataset):
+        elif args.batch_size > len(train_dataset):
             raise ConfigError(
                 f"train.batch_size ({args.batch_size}) is larger than the training set ({len(train_dataset)} samples)."
             )
@@ -467,21 +485,32 @@ class Trainer:
         self.should_stop = False
 
         ranks = {"num_processes": self.accelerator.num_processes, "process_index": self.accelerator.process_index}
-        train_loader = make_loader(train_dataset, batch_size=args.batch_size, shuffle=True, collate_fn=collate_fn,
-                                   num_workers=args.num_workers, seed=args.seed, batch_sampler=batch_sampler, **ranks)
+        if not self.streaming:
+            train_loader = make_loader(train_dataset, batch_size=args.batch_size, shuffle=True, collate_fn=collate_fn,
+                                       num_workers=args.num_workers, seed=args.seed, batch_sampler=batch_sampler, **ranks)
         eval_loader = make_loader(eval_dataset, batch_size=args.eval_batch_size or args.batch_size, shuffle=False, collate_fn=collate_fn,
                                   num_workers=args.num_workers, seed=args.seed, batch_sampler=batch_sampler, **ranks)
         self.backbone_frozen = args.freeze_backbone
         if args.freeze_backbone and args.freeze_backbone_steps is None:  # frozen for good: no gradients at all
             _backbone_of(model, "train.freeze_backbone").requires_grad_(False)
         self._backbone_parameters = list(_backbone_of(model, "train.freeze_backbone").parameters()) if args.freeze_backbone else []
+        if args.channels_last:
+            to_channels_last(model)
         if args.compile:  # in place (nn.Module.compile): the state dict keeps its names, save_pretrained is unchanged
             _backbone_of(model, "train.compile").compile(backend=args.compile_backend)
         optimizer = torch.optim.AdamW(parameter_groups(model, args), lr=args.lr, weight_decay=args.weight_decay)
-        self.model, self.optimizer, self.train_loader, self.eval_loader = self.accelerator.prepare(
-            model, optimizer, train_loader, eval_loader
-        )
-        self.steps_per_epoch = math.ceil(len(self.train_loader) / args.grad_accum)
+        if self.streaming:  # sharded by the stream itself (polyhead.streaming), not by accelerator.prepare
+            self.model, self.optimizer, self.eval_loader = self.accelerator.prepare(model, optimizer, eval_loader)
+            workers = default_num_workers() if args.num_workers is None else args.num_workers
+            stream = TrainStream(train_dataset.source, train_dataset.options, seed=args.seed, num_workers=workers, **ranks)
+            self.train_loader = StreamingLoader(stream, self.accelerator, batch_size=args.batch_size, collate_fn=collate_fn,
+                                                num_workers=workers, worker_init_fn=_SeedWorker(ranks["process_index"]))
+            self.steps_per_epoch = None
+        else:
+            self.model, self.optimizer, self.train_loader, self.eval_loader = self.accelerator.prepare(
+                model, optimizer, train_loader, eval_loader
+            )
+            self.steps_per_epoch = math.ceil(len(self.train_loader) / args.grad_accum)
         self.total_steps = args.max_steps or self.steps_per_epoch * args.epochs
         # Stepped by hand on optimizer steps (not prepared: accelerate would step it once per process).
         self.scheduler = get_scheduler(
@@ -714,12 +743,11 @@ class Trainer:
         args, acc = self.args, self.accelerator
         while self.state.global_step < self.total_steps and not self.should_stop and self._stop_signal is None:
             self.train_loader.set_epoch(self.state.epoch)
-            loader = self.train_loader
-            if self.state.batches_in_epoch:
-                loader = acc.skip_first_batches(self.train_loader, self.state.batches_in_epoch)
-            for batch in loader:
+            for batch, real in self._epoch_batches():
                 with acc.accumulate(self.model):
                     loss = self.model(**batch).loss
+                    if not real:  # a stream's repeated batch on a process whose share ended: it counts zero
+                        loss = loss * 0.0
                     acc.backward(loss)
                     if self.backbone_frozen:  # frozen until freeze_backbone_steps: its gradients are dropped
                         for parameter in self._backbone_parameters:
@@ -755,6 +783,8 @@ class Trainer:
                 if self.should_stop or self._stop_requested() or self.state.global_step >= self.total_steps:
                     break
             else:  # the epoch ran to its end
+                if not self.state.batches_in_epoch:
+                    raise DataError(f"The training data gave no batch in epoch {self.state.epoch}.")
                 self.state.epoch += 1
                 self.state.batches_in_epoch = 0
                 if not args.eval_every:
@@ -765,6 +795,29 @@ class Trainer:
                 continue
             break
         return last_checkpoint_step
+
+    def _epoch_batches(self) -> Any:
+        """``(batch, real)`` pairs of the current epoch after the ``batches_in_epoch`` already trained on (resume)."""
+        skip = self.state.batches_in_epoch
+        if self.streaming:  # the same seed and epoch give the same stream: read it again, drop what was trained
+            return self.train_loader.batches(skip=skip)
+        loader = self.accelerator.skip_first_batches(self.train_loader, skip) if skip else self.train_loader
+        return ((batch, True) for batch in loader)
+
+
+def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
+    """Put a pyramid-backbone model's 4-D (5-D for volumes) weights in channels-last memory, in place (``train.channels_last``).
+
+    Convolutions then run in NHWC (NDHWC), which tensor-core GPUs prefer under bf16/fp16; inputs need no change (a
+    convolution with channels-last weights gives channels-last outputs). Values and tensor names are unchanged.
+    """
+    from polyhead.backbones import PyramidBackbone
+
+    backbone = _backbone_of(model, "train.channels_last")
+    if not isinstance(backbone, PyramidBackbone):
+        raise ConfigError(f"train.channels_last applies to image and volume (pyramid) backbones such as convnext and swin; "
+                          f"{type(backbone).__name__} is a {backbone.kind} backbone. Remove train.channels_last.")
+    return model.to(memory_format=torch.channels_last if backbone.spatial_dims == 2 else torch.channels_last_3d)
 
 
 def _backbone_of(model: torch.nn.Module, option: str) -> torch.nn.Module:

@@ -36,6 +36,7 @@ from .model_dir import (
     task_of,
     write_folder,
 )
+from .streaming import StreamingData, split_streaming_options
 from .training import Trainer, TrainingArguments, evaluate, make_accelerator, make_loader
 
 __all__ = ["RunResult", "train", "fit", "config_section", "model_section", "training_section", "evaluate_model_dir", "eval_loader", "finish_run", "config_sections", "initialisation_of", "training_arguments"]
@@ -175,11 +176,19 @@ def eval_loader(data: Any, split: str, *, batch_size: int, accelerator: Any) -> 
 
 def fit(task: Any, cfg: Config, *, resume: bool = False, callbacks: Sequence[Callable[[Trainer], None]] = (), init: Initialisation | None = None) -> RunResult:
     """The supervised path every task takes by default: the generic Trainer, then the test split."""
-    data_section = config_section(cfg, "data")
+    streaming, data_section = split_streaming_options(config_section(cfg, "data"))
     args = training_arguments(task, cfg)  # bad options fail before any data is read
+    if streaming is not None and args.max_steps is None:
+        raise ConfigError("data.streaming=True needs train.max_steps: a stream has no length to count train.epochs by.")
 
     config = task.build_config(model_section(cfg), data_section)
     data = task.build_data(data_section, config)  # may fill data-derived fields (freq)
+    train_dataset = data.train
+    if streaming is not None:
+        if data.train_stream is None:
+            raise ConfigError(f"The {task.name} task cannot train from a stream yet (data.streaming=True); "
+                              "drop data.streaming to train from its map-style data.")
+        train_dataset = StreamingData(data.train_stream, streaming)
     if data.eval_batch_size is not None:
         args.eval_batch_size = data.eval_batch_size
     processor = task.build_processor(config)
@@ -193,7 +202,7 @@ def fit(task: Any, cfg: Config, *, resume: bool = False, callbacks: Sequence[Cal
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=data.train,
+        train_dataset=train_dataset,
         eval_dataset=data.validation,
         metrics=task.build_metrics(config),
         processor=processor,
@@ -259,8 +268,8 @@ def evaluate_model_dir(
         if data is None:
             raise
         saved = None
-    if saved is not None:
-        data_section = dict(saved.get("data") or {})
+    if saved is not None:  # how the model was trained (streamed or not) does not change what it is evaluated on
+        data_section = split_streaming_options(saved.get("data") or {})[1]
     elif data is None:
         raise ModelLoadError(f"{model_dir} has no {TRAINING_CONFIG_NAME}; pass --data to say what to evaluate on.")
     model = load_model(model_dir, backend=backend, onnx_file=onnx_file)

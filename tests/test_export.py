@@ -185,3 +185,26 @@ def test_unsupported_operator_is_named(tmp_path, monkeypatch):
     with pytest.raises(ExportError, match=r"unsupported operator\(s\) aten\._linalg_eigh"):
         export_onnx(model_dir)
     assert not (model_dir / ONNX_NAME).exists()
+
+
+def test_onnx_serving_uses_the_cuda_provider_when_present(exported, monkeypatch):
+    """``backend="onnx"`` serves on ONNX Runtime's CUDA provider when onnxruntime-gpu and a GPU are there; the export's
+    parity gate stays on the CPU. No GPU here: onnxruntime's provider list and torch's CUDA check are stood in for, and
+    ``InferenceSession`` is recorded rather than run for the CUDA case."""
+    import onnxruntime as ort
+
+    from polyhead.onnx_runtime import execution_providers, session
+
+    _, _, model_dir, _ = exported
+    assert execution_providers() == ["CPUExecutionProvider"]  # this machine: the CPU build, no GPU
+    assert OnnxModel(model_dir).session.get_providers() == ["CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert execution_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    chosen = []
+    monkeypatch.setattr(ort, "InferenceSession", lambda path, sess_options, providers: chosen.append(providers))
+    session(model_dir / ONNX_NAME)
+    session(model_dir / ONNX_NAME, providers=["CPUExecutionProvider"])
+    assert chosen == [["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"]]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # onnxruntime-gpu on a machine without a GPU
+    assert execution_providers() == ["CPUExecutionProvider"]

@@ -36,6 +36,7 @@ def test_gpu_benchmark_measuring_code_runs_on_the_cpu():
     assert row["samples_per_second"] > 0 and row["peak_memory_mib"] is None and row["batch_size"] >= 1
     bf16 = gpu.measure_training("forecasting", "bf16", device=torch.device("cpu"), steps=1, warmup=0)
     assert math.isfinite(bf16["final_loss"])
+    assert "skipped" in gpu.measure_training("forecasting", "bf16+channels_last", device=torch.device("cpu"), steps=1, warmup=0)
 
 
 def test_slurm_example_is_valid_bash():

@@ -183,3 +183,49 @@ def test_fsdp_plugin_on_gpus(monkeypatch):
     plugin = fsdp_plugin(TrainingArguments(fsdp={"reshard_after_forward": False, "activation_checkpointing": True}).fsdp)
     assert plugin.fsdp_version == 2 and plugin.reshard_after_forward is False and plugin.activation_checkpointing is True
     assert fsdp_plugin({"fsdp_version": 1}).fsdp_version == 1
+
+
+@pytest.mark.parametrize("task_name", ["detection", "segmentation"])
+def test_channels_last_changes_the_memory_layout_not_the_results(task_name):
+    """``train.channels_last``: every image (volume) weight in NHWC (NDHWC) memory, the same outputs and gradients."""
+    import copy
+
+    from polyhead.training import to_channels_last
+
+    task = registry.get(registry.TASKS, task_name)
+    config = task.example_config()
+    torch.manual_seed(0)
+    model = task.model_class_for(config)(config).train().double()  # float64: the layouts' summation orders agree to ~1e-12
+    twin = to_channels_last(copy.deepcopy(model))
+    dims = model.backbone.spatial_dims
+    layout = torch.channels_last if dims == 2 else torch.channels_last_3d
+    kernels = [name for name, p in model.named_parameters() if p.dim() == dims + 2 and p.shape[1] > 1 and max(p.shape[2:]) > 1]
+    assert kernels and all(not model.get_parameter(n).is_contiguous(memory_format=layout) for n in kernels)
+    assert all(twin.get_parameter(n).is_contiguous(memory_format=layout) for n in kernels)
+    size = [64, 64] if dims == 2 else list(config.patch_size)
+    pixels = torch.randn(2, model.backbone.in_channels, *size, dtype=torch.float64)
+    results = []
+    for network in (model, twin):
+        torch.manual_seed(1)  # the same dropout / drop-path draws
+        out = network(pixel_values=pixels)
+        total = sum(v.float().sum() for v in out.values() if torch.is_tensor(v) and v.is_floating_point() and v.requires_grad)
+        total.backward()
+        results.append((out, {n: p.grad.clone() for n, p in network.named_parameters() if p.grad is not None}))
+    (out, grads), (twin_out, twin_grads) = results
+    for key, value in out.items():
+        if torch.is_tensor(value):
+            torch.testing.assert_close(twin_out[key], value, rtol=1e-9, atol=1e-9, msg=key)
+    assert grads.keys() == twin_grads.keys() and grads
+    for name, grad in grads.items():
+        torch.testing.assert_close(twin_grads[name], grad, rtol=1e-9, atol=1e-9, msg=name)
+
+
+def test_channels_last_is_refused_for_sequence_backbones_and_non_booleans():
+    from polyhead.training import to_channels_last
+
+    task = registry.get(registry.TASKS, "forecasting")
+    model = task.model_class_for(task.example_config())(task.example_config())
+    with pytest.raises(ConfigError, match="train.channels_last applies to image and volume"):
+        to_channels_last(model)
+    with pytest.raises(ConfigError, match="train.channels_last must be true or false"):
+        TrainingArguments(channels_last="yes")

@@ -17,6 +17,7 @@ from transformers import AutoFeatureExtractor, AutoModel, AutoModelForCTC, Wav2V
 from polyhead.configuration import register_auto_config
 from polyhead.export import ExportSpec
 from polyhead.registry import register_task
+from polyhead.streaming import StreamRows
 
 from .._base import Task, TaskData
 from .configuration import ASRConfig
@@ -122,7 +123,9 @@ class ASRTask(Task):
             "vocab_size": config.vocab_size,
             "splits": {name: {"clips": len(split)} for name, split in splits.items()},
         }
-        return TaskData(**clips, collate_fn=collate_speech, description=description)
+        # data.streaming: the training rows with their audio undecoded, each clip decoded (log-mels, labels) as it streams
+        stream = StreamRows(clips["train"].split, clips["train"].process)
+        return TaskData(**clips, collate_fn=collate_speech, description=description, train_stream=stream)
 
     def build_metrics(self, config: ASRConfig) -> ASRMetrics:
         return ASRMetrics(vocab=config.vocab)

@@ -160,18 +160,39 @@ class ASRClips(Dataset):
         self.skipped_too_long = 0
         self.seconds = 0.0
 
+    def _decode(self, row: Mapping[str, Any], where: str) -> tuple[np.ndarray | None, str]:
+        """``(samples at the model's rate, where the row is)``; samples ``None``: longer than ``max_seconds``."""
+        rate = self.feature_extractor.sampling_rate
+        audio = row[self.audio_column] or {}
+        where = audio.get("path") or where
+        try:
+            samples = load_audio(audio["bytes"] if audio.get("bytes") else audio.get("path") or "", rate)
+        except InputError as err:
+            raise DataError(f"{self.name} split, {where}: {err}") from None
+        if self.max_seconds is not None and len(samples) > self.max_seconds * rate:
+            return None, where
+        return samples, where
+
+    def process(self, row: Mapping[str, Any], where: Any = None) -> dict[str, torch.Tensor] | None:
+        """One source row (audio undecoded) -> its sample, decoded now (``data.streaming``: in the stream's
+        workers); ``None`` for a clip longer than ``max_seconds`` (dropped, as the map-style split skips it)."""
+        samples, where = self._decode(row, f"row {where}" if where is not None else "a streamed row")
+        if samples is None:
+            return None
+        text = normalize_text(row[self.text_column] or "", lowercase=self.lowercase)
+        try:
+            (labels,) = encode_texts([text], self.vocab, policy=self.unknown_characters, split=self.name)
+        except DataError as err:
+            raise DataError(f"{where}: {err}") from None
+        return {"input_features": torch.from_numpy(self.feature_extractor.log_mel(samples)), "labels": torch.tensor(labels, dtype=torch.long)}
+
     def _load(self) -> None:
         if self._loaded:
             return
         rate = self.feature_extractor.sampling_rate
         for i, row in enumerate(self.split):
-            audio = row[self.audio_column] or {}
-            where = audio.get("path") or f"row {i}"
-            try:
-                samples = load_audio(audio["bytes"] if audio.get("bytes") else audio.get("path") or "", rate)
-            except InputError as err:
-                raise DataError(f"{self.name} split, {where}: {err}") from None
-            if self.max_seconds is not None and len(samples) > self.max_seconds * rate:
+            samples, _ = self._decode(row, f"row {i}")
+            if samples is None:
                 self.skipped_too_long += 1
                 continue
             self.seconds += len(samples) / rate

@@ -12,6 +12,7 @@ from polyhead.configuration import register_auto_config
 from polyhead.errors import ConfigError, DataError
 from polyhead.export import ExportSpec
 from polyhead.registry import BACKBONES, get, register_task
+from polyhead.streaming import StreamRows
 
 from .._base import Task, TaskData
 from .configuration import DetectionConfig
@@ -109,7 +110,9 @@ class DetectionTask(Task):
             for name in ("train", "validation", "test")
         }
         collate = DetectionCollator(processor, max_objects=int(data_section.get("max_objects", 100)))
-        return TaskData(**splits, collate_fn=collate, description=source.description)
+        # data.streaming: the Hub-schema rows, each image read, augmented and resized by the training split's own function
+        stream = StreamRows(splits["train"].dataset, splits["train"].process)
+        return TaskData(**splits, collate_fn=collate, description=source.description, train_stream=stream)
 
     def build_metrics(self, config: DetectionConfig) -> DetectionMetrics:
         processor = _processor_for(config)

@@ -323,7 +323,11 @@ class DetectionDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        row = self.dataset[i]
+        return self.process(self.dataset[i], where=i)
+
+    def process(self, row: Mapping[str, Any], where: Any = None) -> dict[str, torch.Tensor]:
+        """One Hub-schema row (image undecoded) -> its sample; ``where`` names it in errors (default: its ``image_id``)."""
+        i = row.get("image_id") if where is None else where
         try:
             image = to_rgb_tensor(_open_image(row["image"]))
         except InputError as err:

@@ -14,6 +14,7 @@ from polyhead.configuration import register_auto_config
 from polyhead.errors import ConfigError, DataError
 from polyhead.export import ExportSpec
 from polyhead.registry import register_task
+from polyhead.streaming import StreamRows
 from polyhead.validation import dataclass_from_section
 
 from .._base import Task, TaskData
@@ -241,7 +242,8 @@ class ForecastingTask(Task):
             if name == "train" and s.train_samples:
                 info["drawn"] = int(s.train_samples)
             description["splits"][name] = info
-        return TaskData(train=train, validation=validation, test=test, description=description)
+        # data.streaming: the training windows as a stream (the panel itself is read whole: splits are by time per series)
+        return TaskData(train=train, validation=validation, test=test, description=description, train_stream=StreamRows.of_indices(train))
 
     def build_metrics(self, config: ForecastingConfig) -> ForecastingMetrics:
         return ForecastingMetrics(seasonal_period=config.seasonal_period, quantiles=config.head.get("quantiles", ()))

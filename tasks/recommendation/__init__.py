@@ -25,6 +25,7 @@ from polyhead.configuration import register_auto_config
 from polyhead.errors import DataError, InputError
 from polyhead.export import ExportSpec
 from polyhead.registry import register_task
+from polyhead.streaming import StreamRows
 
 from .._base import Task, TaskData
 from .configuration import CTRConfig, NextItemConfig, RecommendationConfig, config_class_for, objective_of_section
@@ -199,7 +200,9 @@ class RecommendationTask(Task):
                 "test": {"samples": len(test), "what": "each user's last item"},
             },
         }
-        return TaskData(train=train, validation=validation, test=test, collate_fn=functools.partial(collate_recommendation, pad=pad), description=description)
+        # data.streaming: the training windows as a stream (the table is read whole: leave-one-out needs each user's history)
+        return TaskData(train=train, validation=validation, test=test, collate_fn=functools.partial(collate_recommendation, pad=pad),
+                        description=description, train_stream=StreamRows.of_indices(train))
 
     def _ctr_data(self, frame: pd.DataFrame, config: CTRConfig, source: Any, data_section: Mapping[str, Any]) -> TaskData:
         label_column = data_section.get("label_column")
@@ -234,7 +237,8 @@ class RecommendationTask(Task):
             "split": f"random rows (seed {int(data_section.get('split_seed', 0))}), {1 - val_fraction - test_fraction:.0%}/{val_fraction:.0%}/{test_fraction:.0%}",
             "splits": {name: {"rows": len(r), "click_rate": round(float(r.labels.mean()), 4)} for name, r in rows.items()},
         }
-        return TaskData(**rows, collate_fn=collate_recommendation, description=description)
+        # data.streaming: the encoded training rows as a stream (the table is read whole: the split is by a seeded permutation)
+        return TaskData(**rows, collate_fn=collate_recommendation, description=description, train_stream=StreamRows.of_indices(rows["train"]))
 
     # -- metrics and baselines ---------------------------------------------------------
     def build_metrics(self, config: RecommendationConfig) -> NextItemMetrics | CTRMetrics:

@@ -23,6 +23,7 @@ from polyhead.loading import Initialisation, initialise_from, load_model, load_p
 from polyhead.pretrained import load_pretrained_backbone
 from polyhead.model_dir import BEST_DIR
 from polyhead.registry import register_task
+from polyhead.streaming import StreamRows, split_streaming_options
 from polyhead.validation import look_up_option
 from polyhead.workflows import RunResult, config_section, model_section, training_section
 
@@ -203,7 +204,8 @@ class RLTask(Task):
             "eval_episodes": int(data_section.get("eval_episodes", 20)),
             "splits": {name: {"episodes": len(eps), "windows": len(windows[name])} for name, eps in splits.items()},
         }
-        return TaskData(**windows, collate_fn=_collate, description=description)
+        # data.streaming: the training windows as a stream (the episodes are read whole: they are split by episode)
+        return TaskData(**windows, collate_fn=_collate, description=description, train_stream=StreamRows.of_indices(windows["train"]))
 
     def build_metrics(self, config: RLConfig) -> RLMetrics:
         return RLMetrics(discrete=config.discrete)
@@ -239,6 +241,10 @@ class RLTask(Task):
             return super().train(cfg, resume=resume, callbacks=callbacks, init=init)
         from .ppo import PPOArguments, train_ppo
 
+        if split_streaming_options(config_section(cfg, "data"))[0] is not None:
+            raise ConfigError("PPO cannot train from a stream (data.streaming=True): it collects its own experience online, in its "
+                              "environment, and has no training data to stream. Drop data.streaming; the Decision Transformer "
+                              "(model.algorithm='decision_transformer') streams its offline trajectory windows.")
         if resume:
             raise ConfigError("PPO runs do not resume from checkpoints; start the run again (it is seeded).")
         if callbacks:

@@ -12,6 +12,7 @@ from polyhead.configuration import register_auto_config
 from polyhead.errors import ConfigError
 from polyhead.export import ExportSpec
 from polyhead.registry import register_task
+from polyhead.streaming import StreamRows
 
 from .._base import Task, TaskData
 from .configuration import SegmentationConfig
@@ -121,7 +122,9 @@ class SegmentationTask(Task):
                 seed=int(data_section.get("seed", 0)), cache_volumes=int(data_section.get("cache_volumes", 2)),
             )
             description = {"source": source, "split": "synthesis", "splits": splits, "labels": config.labels}
-            return TaskData(train=train, validation=validation, test=test, description=description, eval_batch_size=1)
+            # data.streaming: synthetic patch i is seeded by (data.seed, i) alone, wherever it streams
+            return TaskData(train=train, validation=validation, test=test, description=description, eval_batch_size=1,
+                            train_stream=StreamRows.of_indices(train))
         for case in cases:  # a label map with unknown values fails now, not mid-training
             check_label_values(case, len(config.labels))
         split = data_section.get("split", "regions" if len(cases) < 3 else "cases")
@@ -144,10 +147,13 @@ class SegmentationTask(Task):
                 for name, (start, stop) in bounds.items():
                     groups[name].append(Case(image=case.image, label=case.label, name=case.name, region=(axis, start, stop)))
         cache = int(data_section.get("cache_volumes", 2))
+        train = SegmentationPatches(
+            groups["train"], processor, patches_per_volume=int(data_section.get("patches_per_volume", 16)), cache_volumes=cache, seed=seed
+        )
         return TaskData(
-            train=SegmentationPatches(
-                groups["train"], processor, patches_per_volume=int(data_section.get("patches_per_volume", 16)), cache_volumes=cache, seed=seed
-            ),
+            train=train,
+            # data.streaming: patch draws (MONAI's random crop, flip, intensity) reseeded per sample from its place in the stream
+            train_stream=StreamRows.of_indices(train, reseeded=[train.transform]),
             validation=SegmentationVolumes(groups["validation"], processor, cache_volumes=cache),
             test=SegmentationVolumes(groups["test"], processor, cache_volumes=cache),
             description={"source": source, "split": split, "splits": describe(groups), "labels": config.labels},
