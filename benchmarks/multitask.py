@@ -16,7 +16,7 @@ Everything runs through polyhead's own Trainer and metrics. The table reports me
 seeds and the paired difference (co-training minus single-task) with a 95 % t-interval. Writes
 ``benchmarks/results/multitask.json``.
 
-    python -m benchmarks.multitask [--seeds 5] [--steps 300]
+    python -m benchmarks.multitask [--seeds 5] [--steps 150] [--fractions 0.1 1.0]
 """
 
 from __future__ import annotations
@@ -190,8 +190,8 @@ def _write(raw: dict[str, Any], *, args: argparse.Namespace, parameters: dict[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=300, help="optimizer steps per task (co-training runs 3x as many, one task each)")
-    parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.1])
+    parser.add_argument("--steps", type=int, default=150, help="optimizer steps per task (co-training runs 3x as many, one task each)")
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 1.0])
     args = parser.parse_args()
     torch.set_num_threads(2)
     started = time.perf_counter()
