@@ -18,29 +18,30 @@ import transformers
 from transformers import AutoModel
 
 from polyhead.errors import ConfigError, ModelLoadError, UnknownNameError, did_you_mean
-from polyhead.lazy import deferred_class, lazy_exports
+from polyhead.lazy import deferred_class, import_object, lazy_exports
 from polyhead.model_dir import MULTITASK_MODEL_TYPE, task_of
 
 __all__ = [
-    "SegmentationPipeline", "PolyheadASRPipeline", "PolyheadObjectDetectionPipeline", "TimeSeriesForecastingPipeline", "ReinforcementLearningPipeline", "RecommendationPipeline", "pipeline", "default_model_dir", "register_pipelines", "PIPELINES"]
+    "SegmentationPipeline", "PolyheadASRPipeline", "PolyheadObjectDetectionPipeline", "TimeSeriesForecastingPipeline", "ReinforcementLearningPipeline", "RecommendationPipeline", "pipeline", "pipeline_class", "default_model_dir", "register_pipelines", "PIPELINES"]
 
-_CLASSES = {
-    "time-series-forecasting": "polyhead.pipelines.forecasting:TimeSeriesForecastingPipeline",
-    "reinforcement-learning": "polyhead.pipelines.rl:ReinforcementLearningPipeline",
-    "recommendation": "polyhead.pipelines.recommendation:RecommendationPipeline",
-    "segmentation": "polyhead.pipelines.segmentation:SegmentationPipeline",
-    "automatic-speech-recognition": "polyhead.pipelines.asr:PolyheadASRPipeline",
-    "object-detection": "polyhead.pipelines.detection:PolyheadObjectDetectionPipeline",
-}
-_FOLDERS = {"time-series-forecasting": "forecasting", "reinforcement-learning": "rl", "recommendation": "recommendation",
-            "segmentation": "segmentation", "automatic-speech-recognition": "asr", "object-detection": "detection"}
-
-#: pipeline task name -> (pipeline class: a stand-in that imports its module on first use, embedded default model
+#: pipeline task name -> (its pipeline class, as "module:Class", imported on first use; the embedded default model's
 #: folder under polyhead/defaults, which is also the polyhead task's name)
-PIPELINES: dict[str, tuple[type, str]] = {task: (deferred_class(path), _FOLDERS[task]) for task, path in _CLASSES.items()}
+PIPELINES: dict[str, tuple[str, str]] = {
+    "time-series-forecasting": ("polyhead.pipelines.forecasting:TimeSeriesForecastingPipeline", "forecasting"),
+    "reinforcement-learning": ("polyhead.pipelines.rl:ReinforcementLearningPipeline", "rl"),
+    "recommendation": ("polyhead.pipelines.recommendation:RecommendationPipeline", "recommendation"),
+    "segmentation": ("polyhead.pipelines.segmentation:SegmentationPipeline", "segmentation"),
+    "automatic-speech-recognition": ("polyhead.pipelines.asr:PolyheadASRPipeline", "asr"),
+    "object-detection": ("polyhead.pipelines.detection:PolyheadObjectDetectionPipeline", "detection"),
+}
 ALIASES = {"forecasting": "time-series-forecasting", "rl": "reinforcement-learning", "asr": "automatic-speech-recognition", "detection": "object-detection", "medical-segmentation": "segmentation"}
 
-__getattr__, __dir__ = lazy_exports(__name__, {path.split(":")[1]: "." + path.split(":")[0].rsplit(".", 1)[1] for path in _CLASSES.values()})
+__getattr__, __dir__ = lazy_exports(__name__, {path.partition(":")[2]: path.partition(":")[0] for path, _ in PIPELINES.values()})
+
+
+def pipeline_class(task: str) -> type:
+    """The pipeline class of a pipeline task (its module imported on first use)."""
+    return import_object(PIPELINES[task][0])
 
 
 def default_model_dir(task: str) -> Path:
@@ -61,14 +62,16 @@ def register_pipelines(pipelines_module: Any) -> None:
 
     ``import polyhead`` installs this as a post-import hook of ``transformers.pipelines`` (``wrapt``), so
     ``transformers.pipeline("time-series-forecasting", model=folder)`` works after ``import polyhead`` without
-    ``import polyhead`` paying for transformers' pipelines. The classes are stand-ins until a pipeline is built.
+    ``import polyhead`` paying for transformers' pipelines. The registry holds stand-ins
+    (:func:`polyhead.lazy.deferred_class`) that import a task's pipeline module when a pipeline is built; so
+    transformers' ``Pipeline.save_pretrained`` does not copy polyhead's pipeline source into a saved folder.
     """
-    for task, (pipeline_class, _) in PIPELINES.items():
+    for task, (path, _) in PIPELINES.items():
         if task in pipelines_module.SUPPORTED_TASKS:
             continue
         pipelines_module.PIPELINE_REGISTRY.register_pipeline(
             task,
-            pipeline_class=pipeline_class,
+            pipeline_class=deferred_class(path),
             pt_model=AutoModel,
             default={"model": (str(default_model_dir(task)), None)},
             type="multimodal",
@@ -101,7 +104,7 @@ def _add_processors(task: str, processor_dir: Path, kwargs: dict[str, Any]) -> N
     """The processor saved in ``processor_dir`` (image tasks: as ``image_processor``), and its tokenizer if it has one."""
     from polyhead.loading import load_processor
 
-    kind = "image_processor" if PIPELINES[task][0].resolve()._load_image_processor else "feature_extractor"
+    kind = "image_processor" if pipeline_class(task)._load_image_processor else "feature_extractor"
     kwargs.setdefault(kind, load_processor(processor_dir))
     if (processor_dir / "tokenizer_config.json").is_file():  # e.g. the ASR character tokenizer
         kwargs.setdefault("tokenizer", _load_tokenizer(processor_dir))
@@ -181,5 +184,5 @@ def pipeline(task: str, model: str | Path | None = None, *, backend: str = "torc
         _add_processors(task, Path(model.name_or_path) / PROCESSORS_DIR / member, kwargs)
         model = model.task_model(member)
     if _is_transformers_task(task):
-        kwargs.setdefault("pipeline_class", PIPELINES[task][0].resolve())
+        kwargs.setdefault("pipeline_class", pipeline_class(task))
     return transformers.pipeline(task, model=model, **kwargs)

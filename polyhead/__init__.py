@@ -1,10 +1,10 @@
 """polyhead: shared backbones plugged into task heads; every model a Hugging Face model.
 
-``import polyhead`` is cheap (``benchmarks/startup.py``): it registers every backbone and head, declares
-every task, registers each model type's config with ``transformers.AutoConfig`` and arranges that polyhead's
-pipeline tasks join transformers' ``PIPELINE_REGISTRY`` when transformers loads its pipelines. A task's
-models, data and pipeline (MONAI, torchaudio, gymnasium, torchvision, ...) are imported on first use, and so
-are the names below (PEP 562).
+``import polyhead`` is cheap (``benchmarks/startup.py``): it registers every head, declares every backbone
+and task (``polyhead.registry``: each imported on first use), registers stand-ins for each model type's config
+and each task's processor with transformers' Auto classes, and arranges that polyhead's pipeline tasks join
+transformers' ``PIPELINE_REGISTRY`` when transformers loads its pipelines. A task's models, data and pipeline
+(MONAI, torchaudio, gymnasium, torchvision, ...) are imported on first use, and so are the names below (PEP 562).
 """
 
 from __future__ import annotations

@@ -23,12 +23,19 @@ __all__ = ["PolyheadConfig", "register_auto_config"]
 
 def register_auto_config(config_class: type[PreTrainedConfig]) -> None:
     """``AutoConfig.register(config_class.model_type, config_class)``, taking over from the stand-in that
-    ``import polyhead`` registered for that model type (:mod:`polyhead.tasks`); any other clash is an error."""
+    ``import polyhead`` registered for that model type (:mod:`polyhead.tasks`) when ``config_class`` is the class it
+    stands for; any other clash (a second class for a model type, transformers' own types) is an error."""
     try:
         current = CONFIG_MAPPING[config_class.model_type]
     except KeyError:
         current = None
-    AutoConfig.register(config_class.model_type, config_class, exist_ok=is_deferred(current))
+    if is_deferred(current):  # polyhead's stand-in: only the class it stands for takes over (resolving imports that task)
+        current = current.resolve()
+    # transformers refuses only its own model types; a clash between two extra registrations it lets through
+    if current is not None and current is not config_class:
+        raise ValueError(f"The model type {config_class.model_type!r} is already registered to {current.__module__}."
+                         f"{current.__name__}; give {config_class.__name__} another model_type.")
+    AutoConfig.register(config_class.model_type, config_class, exist_ok=current is not None)  # transformers' own types: refused
 
 
 class PolyheadConfig(PreTrainedConfig):

@@ -23,13 +23,14 @@ EXAMPLE_FILES: dict[str, tuple[str, str]] = {
     "object-detection": ("detection_paste/test/0001.jpg", "a photo with Fashion-MNIST items and a face pasted on it (JPEG)"),
     "time-series-forecasting": ("co2_weekly.csv", "weekly Mauna Loa CO2 (CSV: date,co2)"),
 }
-_ALIASES = {"asr": "automatic-speech-recognition", "detection": "object-detection", "forecasting": "time-series-forecasting"}
 
 
 def example_file(task: str) -> Path:
     """The sample input polyhead ships for a pipeline task (or its alias: ``"asr"``, ``"detection"``, ...)."""
-    name = _ALIASES.get(task, task)
+    from .pipelines import ALIASES
+
+    name = ALIASES.get(task, task)
     if name not in EXAMPLE_FILES:
-        known = sorted(EXAMPLE_FILES) + sorted(_ALIASES)
+        known = sorted(EXAMPLE_FILES) + sorted(alias for alias, target in ALIASES.items() if target in EXAMPLE_FILES)
         raise UnknownNameError(f"No example file for {task!r}.{did_you_mean(task, known)} Tasks with one: {', '.join(known)}.")
     return Path(str(resources.files("polyhead") / "assets" / EXAMPLE_FILES[name][0]))

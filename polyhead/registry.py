@@ -43,9 +43,21 @@ __all__ = [
     "PRETRAINED_KEY",
 ]
 
-BACKBONES = Registry("backbone", scope="polyhead")
-HEADS = Registry("head", scope="polyhead")
-TASKS = Registry("task", scope="polyhead")
+class DeclaringRegistry(Registry):
+    """mmengine's ``Registry`` that also knows declared names (:func:`declare`): ``BACKBONES.get("swin")`` and
+    ``"swin" in BACKBONES`` import a declared module first, as :func:`get` does."""
+
+    def get(self, key: str) -> Any:
+        _import_declared(self, key)
+        return super().get(key)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in _declared(self) or super().__contains__(key)
+
+
+BACKBONES = DeclaringRegistry("backbone", scope="polyhead")
+HEADS = DeclaringRegistry("head", scope="polyhead")
+TASKS = DeclaringRegistry("task", scope="polyhead")
 
 T = TypeVar("T")
 
@@ -56,7 +68,11 @@ PRETRAINED_KEY = "pretrained"
 def _register(registry: Registry, name: str) -> Callable[[T], T]:
     def decorator(obj: T) -> T:
         # mmengine raises KeyError on a duplicate name unless force=True: registering
-        # two parts under one name is a bug and must fail loudly.
+        # two parts under one name is a bug and must fail loudly; so is taking a name
+        # polyhead declared for a part it has not imported yet.
+        declared = _declared(registry).get(name)
+        if declared is not None and getattr(obj, "__module__", None) != declared:
+            raise KeyError(f"{name!r} is already declared in the {registry.name} registry by {declared}; choose another name.")
         registry.register_module(name=name, module=obj)
         return obj
 
@@ -120,15 +136,20 @@ def names(registry: Registry) -> list[str]:
     return sorted(set(registry.module_dict) | set(_declared(registry)))
 
 
-def get(registry: Registry, name: str) -> Any:
-    """The class registered as ``name`` (a declared task's module imported first); :class:`UnknownNameError`
-    lists the known ones."""
-    _ensure_loaded()
+def _import_declared(registry: Registry, name: Any) -> None:
+    """Import the module a not-yet-registered declared ``name`` lives in; anything else imports nothing."""
     if isinstance(name, str) and name not in registry.module_dict and name in _declared(registry):
         module = _declared(registry)[name]
         importlib.import_module(module)
         if name not in registry.module_dict:
             raise UnknownNameError(f"Importing {module} did not register the {registry.name} {name!r} it declares.")
+
+
+def get(registry: Registry, name: str) -> Any:
+    """The class registered as ``name`` (a declared part's module imported first); :class:`UnknownNameError`
+    lists the known ones."""
+    _ensure_loaded()
+    _import_declared(registry, name)
     if not isinstance(name, str) or name not in registry.module_dict:
         known = names(registry)
         raise UnknownNameError(

@@ -59,10 +59,12 @@ from .errors import ConfigError, DataError
 if TYPE_CHECKING:  # `datasets` is imported when a stream is built: `import polyhead` stays fast
     import datasets
 
-__all__ = ["STREAMING_OPTIONS", "StreamRows", "StreamingData", "StreamingLoader", "StreamingOptions", "TrainStream", "sample_seed", "split_streaming_options"]
+__all__ = ["NEEDS_MAX_STEPS", "STREAMING_OPTIONS", "StreamRows", "StreamingData", "StreamingLoader", "StreamingOptions", "TrainStream", "sample_seed", "split_streaming_options"]
 
 #: the data-section keys of streaming, the same for every task
 STREAMING_OPTIONS = ("streaming", "shuffle_buffer", "num_shards")
+#: the error a stream without train.max_steps gets (from polyhead.workflows.fit before any data is read, and from the Trainer)
+NEEDS_MAX_STEPS = "data.streaming=True needs train.max_steps: a stream has no length to count train.epochs by."
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,8 @@ class TrainStream(torch.utils.data.IterableDataset):
             stream = rows
         else:
             raise ConfigError(f"data.streaming=True needs rows as a datasets.Dataset or datasets.IterableDataset; the task gave {type(rows).__name__}.")
+        #: what the order of the stream depends on besides the seed: a resumed run must have the same (Trainer checks it)
+        self.layout = {"num_workers": int(num_workers), "num_shards": int(stream.num_shards)}
         stream = stream.shuffle(seed=seed, buffer_size=options.shuffle_buffer)
         self.stream = split_dataset_by_node(stream, rank=process_index, world_size=num_processes)
         self.transform = source.transform

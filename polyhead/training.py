@@ -57,7 +57,7 @@ from .model_dir import (
     run_lock,
     save_model_dir,
 )
-from .streaming import StreamingData, StreamingLoader, TrainStream
+from .streaming import NEEDS_MAX_STEPS, StreamingData, StreamingLoader, TrainStream
 from .validation import dataclass_from_section, look_up_option
 
 __all__ = ["TrainResult", "Trainer", "TrainerState", "TrainingArguments", "check_precision", "default_num_workers", "evaluate", "fsdp_plugin", "make_accelerator", "make_loader", "parameter_groups", "simple_inferer", "to_channels_last"]
@@ -454,7 +454,7 @@ class Trainer:
         self.streaming = isinstance(train_dataset, StreamingData)
         if self.streaming:
             if args.max_steps is None:
-                raise ConfigError("data.streaming=True needs train.max_steps: a stream has no length to count train.epochs by.")
+                raise ConfigError(NEEDS_MAX_STEPS)
             if batch_sampler is not None:
                 raise ConfigError("data.streaming=True cannot batch with the data's own batch sampler (multi-task batches); "
                                   "drop data.streaming.")
@@ -485,6 +485,7 @@ class Trainer:
         self.should_stop = False
 
         ranks = {"num_processes": self.accelerator.num_processes, "process_index": self.accelerator.process_index}
+        self.stream_layout = None
         if not self.streaming:
             train_loader = make_loader(train_dataset, batch_size=args.batch_size, shuffle=True, collate_fn=collate_fn,
                                        num_workers=args.num_workers, seed=args.seed, batch_sampler=batch_sampler, **ranks)
@@ -503,6 +504,7 @@ class Trainer:
             self.model, self.optimizer, self.eval_loader = self.accelerator.prepare(model, optimizer, eval_loader)
             workers = default_num_workers() if args.num_workers is None else args.num_workers
             stream = TrainStream(train_dataset.source, train_dataset.options, seed=args.seed, num_workers=workers, **ranks)
+            self.stream_layout = stream.layout
             self.train_loader = StreamingLoader(stream, self.accelerator, batch_size=args.batch_size, collate_fn=collate_fn,
                                                 num_workers=workers, worker_init_fn=_SeedWorker(ranks["process_index"]))
             self.steps_per_epoch = None
@@ -552,6 +554,7 @@ class Trainer:
                 "trainer": self.state.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "num_processes": acc.num_processes,
+                "stream": self.stream_layout,
                 "checksums": {str(f.relative_to(tmp)): _sha256(f) for f in sorted(tmp.rglob("*")) if f.is_file()},
             }
             (tmp / TRAINER_STATE_NAME).write_text(json.dumps(state, indent=2, default=float))
@@ -568,6 +571,9 @@ class Trainer:
         ranks = int(state.get("num_processes", self.accelerator.num_processes))
         if ranks != self.accelerator.num_processes:
             raise DataError(f"it was written by {ranks} process(es), this run has {self.accelerator.num_processes}")
+        if state.get("stream") != self.stream_layout:  # the stream's order depends on its workers and shards
+            raise DataError(f"train.num_workers / data.num_shards differ: its stream had {state.get('stream') or 'none (map-style data)'}, "
+                            f"this run's has {self.stream_layout or 'none (map-style data)'}; resuming would train some rows twice")
         required = [f"random_states_{rank}.pkl" for rank in range(ranks)]
         missing = [name for name in required if not (path / name).is_file()]
         if missing:
@@ -764,7 +770,9 @@ class Trainer:
                 if self.backbone_frozen and args.freeze_backbone_steps is not None and self.state.global_step >= args.freeze_backbone_steps:
                     self.backbone_frozen = False
                     logger.info("step %d: the backbone is unfrozen (train.freeze_backbone_steps).", self.state.global_step)
-                loss_value = float(acc.reduce(loss.detach(), reduction="mean"))
+                # the mean over processes of the real batches' losses (a stream's repeated batch, counted zero, is left out)
+                summed = acc.reduce(torch.stack([loss.detach().float(), torch.tensor(float(real), device=loss.device)]), reduction="sum")
+                loss_value = float(summed[0] / summed[1].clamp(min=1.0))
                 logged = {"train/loss": loss_value, "train/lr": self.scheduler.get_last_lr()[0]}
                 if isinstance(batch.get("task"), str):  # a multi-task step trains one task: log it under its name too
                     logged[f"train/{batch['task']}/loss"] = loss_value

@@ -36,7 +36,7 @@ from .model_dir import (
     task_of,
     write_folder,
 )
-from .streaming import StreamingData, split_streaming_options
+from .streaming import NEEDS_MAX_STEPS, StreamingData, split_streaming_options
 from .training import Trainer, TrainingArguments, evaluate, make_accelerator, make_loader
 
 __all__ = ["RunResult", "train", "fit", "config_section", "model_section", "training_section", "evaluate_model_dir", "eval_loader", "finish_run", "config_sections", "initialisation_of", "training_arguments"]
@@ -179,7 +179,7 @@ def fit(task: Any, cfg: Config, *, resume: bool = False, callbacks: Sequence[Cal
     streaming, data_section = split_streaming_options(config_section(cfg, "data"))
     args = training_arguments(task, cfg)  # bad options fail before any data is read
     if streaming is not None and args.max_steps is None:
-        raise ConfigError("data.streaming=True needs train.max_steps: a stream has no length to count train.epochs by.")
+        raise ConfigError(NEEDS_MAX_STEPS)
 
     config = task.build_config(model_section(cfg), data_section)
     data = task.build_data(data_section, config)  # may fill data-derived fields (freq)

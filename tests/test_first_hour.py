@@ -157,5 +157,6 @@ def test_every_example_file_ships_and_bad_names_are_refused():
     for task in EXAMPLE_FILES:
         assert task in PIPELINES and example_file(task).is_file() and example_file(task).stat().st_size > 0
     assert example_file("asr") == example_file("automatic-speech-recognition")
+    assert example_file("medical-segmentation") == example_file("segmentation")  # every pipeline alias
     with pytest.raises(polyhead.errors.UnknownNameError, match="Did you mean 'segmentation'"):
         polyhead.example_file("segmentaton")

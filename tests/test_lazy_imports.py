@@ -68,9 +68,47 @@ def test_transformers_finds_polyhead_models_and_pipelines_after_import_polyhead(
     assert out["steps"] > 0
 
 
+def test_processors_and_declared_parts_resolve_after_import_polyhead():
+    """transformers' AutoFeatureExtractor finds a processor by its class name before it reads any config.json; mmengine's
+    own ``BACKBONES.get`` / ``in`` see declared backbones."""
+    asr = str(default_model_dir("automatic-speech-recognition"))
+    forecasting = str(default_model_dir("time-series-forecasting"))
+    out = _fresh(
+        "import json, polyhead, transformers\n"
+        "from polyhead.loading import load_processor\n"
+        "from polyhead.registry import BACKBONES\n"
+        f"first = transformers.AutoFeatureExtractor.from_pretrained({forecasting!r})\n"
+        f"second = load_processor({asr!r})\n"
+        "print(json.dumps({'forecasting': type(first).__name__, 'asr': type(second).__name__,\n"
+        "                  'swin_in': 'swin' in BACKBONES, 'swin': BACKBONES.get('swin').__name__, 'nope': 'nope' in BACKBONES}))"
+    )
+    assert out == {"forecasting": "ForecastingFeatureExtractor", "asr": "ASRFeatureExtractor", "swin_in": True, "swin": "SwinBackbone",
+                   "nope": False}
+
+
+def test_names_polyhead_declared_are_not_taken_silently():
+    from polyhead.configuration import PolyheadConfig, register_auto_config
+    from polyhead.registry import register_backbone, register_task
+
+    with pytest.raises(KeyError, match="swin"):
+        register_backbone("swin")(type("MySwin", (), {}))
+    with pytest.raises(KeyError, match="asr"):
+        register_task("asr")(type("MyASRTask", (), {}))
+    assert registry.get(registry.BACKBONES, "swin").__module__ == "polyhead.backbones.swin"
+
+    first = type("ClashConfigA", (PolyheadConfig,), {"model_type": "polyhead-test-clash"})
+    second = type("ClashConfigB", (PolyheadConfig,), {"model_type": "polyhead-test-clash"})
+    register_auto_config(first)
+    register_auto_config(first)  # the same class again: fine
+    with pytest.raises(ValueError, match="already registered to .*ClashConfigA"):
+        register_auto_config(second)
+    with pytest.raises(ValueError, match="already registered to .*ASRConfig"):
+        register_auto_config(type("MyASRConfig", (PolyheadConfig,), {"model_type": "polyhead-asr"}))
+
+
 @pytest.mark.parametrize("task", sorted(BUILTIN_TASKS))
 def test_declared_tasks_match_the_tasks_their_packages_register(task):
-    package, configs = BUILTIN_TASKS[task]
+    package, configs, processor = BUILTIN_TASKS[task]
     cls = registry.get(registry.TASKS, task)
     assert cls.__module__.startswith(package)
     assert sorted(cls.model_types()) == sorted(configs)
@@ -79,6 +117,8 @@ def test_declared_tasks_match_the_tasks_their_packages_register(task):
         assert real.model_type == model_type
         assert CONFIG_MAPPING[model_type] is real  # the package took over from the stand-in
         assert registry.task_name_for(model_type) == task
+    if processor is not None:
+        assert getattr(sys.modules[package], processor).__name__ == processor
 
 
 def test_declared_backbones_match_their_classes():
@@ -90,13 +130,19 @@ def test_declared_backbones_match_their_classes():
         assert getattr(polyhead.backbones, class_name) is cls
 
 
-def test_every_pipeline_stand_in_resolves_to_its_class():
-    for task, (stand_in, folder) in PIPELINES.items():
-        real = stand_in.resolve()
-        assert is_deferred(stand_in) and not is_deferred(real)
-        assert real.__name__ == stand_in.__name__ and issubclass(real, transformers.Pipeline)
+def test_every_pipeline_class_resolves_and_transformers_holds_stand_ins_for_polyheads_own_tasks():
+    from transformers.pipelines import PIPELINE_REGISTRY, SUPPORTED_TASKS
+
+    from polyhead.pipelines import pipeline_class
+
+    for task, (path, folder) in PIPELINES.items():
+        real = pipeline_class(task)
+        assert issubclass(real, transformers.Pipeline) and f"{real.__module__}:{real.__name__}" == path
         assert getattr(polyhead.pipelines, real.__name__) is real
         assert default_model_dir(task).name == folder
+        if task not in SUPPORTED_TASKS:  # polyhead's own tasks: registered through the post-import hook
+            registered = PIPELINE_REGISTRY.supported_tasks[task]["impl"]
+            assert is_deferred(registered) and registered.resolve() is real and registered.__name__ == real.__name__
 
 
 def test_deferred_class_forwards_to_the_real_class():

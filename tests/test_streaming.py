@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 import polyhead
-from polyhead.errors import ConfigError
+from polyhead.errors import ConfigError, DataError
 from polyhead.streaming import (
     StreamingLoader,
     StreamingOptions,
@@ -182,6 +182,20 @@ def test_forecasting_resumes_mid_epoch_bit_identically(tmp_path):
     # the model folder evaluates without the training stream (data.streaming is about training only)
     evaluated = polyhead.evaluate_model_dir(tmp_path / "full" / "best", split="validation")
     assert evaluated["metrics"]["mae"] > 0
+
+
+@pytest.mark.slow
+def test_resuming_with_another_stream_layout_is_refused(tmp_path):
+    """The stream's order depends on its workers and shards (the default worker count depends on the machine): a
+    resume that would read another order is an error, not rows trained twice."""
+    options = {**TASKS["forecasting"][1], "data.streaming": True, "train.max_steps": 4, "train.checkpoint_every": 2,
+               "train.num_workers": 0, "train.output_dir": str(tmp_path / "run")}
+    Crash, callback = _crash_at(3)
+    with pytest.raises(Crash):
+        polyhead.train("forecasting", cfg_options=options, callbacks=[callback])
+    with pytest.raises(DataError, match=r"train.num_workers / data.num_shards differ: its stream had \{'num_workers': 0, 'num_shards': 1\}"):
+        polyhead.train("forecasting", cfg_options={**options, "data.num_shards": 2}, resume=True)
+    polyhead.train("forecasting", cfg_options=options, resume=True)  # the same layout resumes
 
 
 #: per task: overrides of its small recipe for a 4-step streamed run, checkpointed at step 2, crashed at step 3 (unless
