@@ -72,7 +72,7 @@ def _register(registry: Registry, name: str) -> Callable[[T], T]:
         # polyhead declared for a part it has not imported yet.
         declared = _declared(registry).get(name)
         if declared is not None and getattr(obj, "__module__", None) != declared:
-            raise KeyError(f"{name!r} is already declared in the {registry.name} registry by {declared}; choose another name.")
+            raise KeyError(f"{name!r} is already registered in the {registry.name} registry (declared by {declared}); choose another name.")
         registry.register_module(name=name, module=obj)
         return obj
 
