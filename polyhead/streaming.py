@@ -254,11 +254,13 @@ class StreamingLoader(DataLoaderStateMixin):
     Args:
         stream: this process's :class:`TrainStream`.
         accelerator: the run's Accelerator (device, process count, the all-reduce).
-        batch_size / collate_fn / num_workers: the DataLoader's; ``worker_init_fn``: its per-worker seeding.
+        batch_size / collate_fn / num_workers: the DataLoader's; ``worker_init_fn``: its per-worker seeding;
+        ``multiprocessing_context``: how its workers start (``train.multiprocessing_context``; ``None``: PyTorch's
+            default). Workers of another start method than ``fork`` get the stream pickled.
     """
 
     def __init__(self, stream: TrainStream, accelerator: Any, *, batch_size: int, collate_fn: Callable | None = None, num_workers: int = 0,
-                 worker_init_fn: Callable[[int], None] | None = None) -> None:
+                 worker_init_fn: Callable[[int], None] | None = None, multiprocessing_context: str | None = None) -> None:
         self.stream = stream
         self.accelerator = accelerator
         self.gradient_state = GradientState()
@@ -267,7 +269,7 @@ class StreamingLoader(DataLoaderStateMixin):
         options: dict[str, Any] = {"num_workers": num_workers, "pin_memory": torch.cuda.is_available(),
                                    "generator": torch.Generator().manual_seed(stream.seed)}
         if num_workers:  # new workers every epoch (not persistent): each gets the stream's current epoch
-            options["worker_init_fn"] = worker_init_fn
+            options.update(worker_init_fn=worker_init_fn, multiprocessing_context=multiprocessing_context)
         self.loader = DataLoader(stream, batch_size=batch_size, collate_fn=collate_fn, **options)
 
     def set_epoch(self, epoch: int) -> None:

@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import random
 import shutil
@@ -95,6 +96,11 @@ class TrainingArguments:
         num_workers: DataLoader worker processes per training process; ``None``: :func:`default_num_workers`
             (``min(4, cores // (2 × processes on the node))`` with CUDA, 0 on the CPU). On CUDA, loaders with
             workers pin memory and keep their workers between epochs.
+        multiprocessing_context: how workers start (the DataLoader's own option): ``None`` (PyTorch's default,
+            ``fork`` on Linux), ``"fork"``, ``"forkserver"`` or ``"spawn"``. ``forkserver``/``spawn`` start workers
+            from a process without threads instead of forking one that runs NCCL/gloo, pyarrow or tqdm threads
+            (a fork can copy a lock such a thread holds, and the worker then waits on it for ever), at the cost of
+            pickling the dataset to each worker and importing its modules there.
         log_with: ``"tensorboard"`` or ``None``.
         progress_bar: show a tqdm bar on the main process.
         freeze_backbone: train only the task's parts (stem, head): the backbone's weights stay as they
@@ -140,6 +146,7 @@ class TrainingArguments:
     keep_checkpoints: int = 2
     seed: int = 0
     num_workers: int | None = None
+    multiprocessing_context: str | None = None
     log_with: str | None = "tensorboard"
     progress_bar: bool = True
     freeze_backbone: bool = False
@@ -166,6 +173,9 @@ class TrainingArguments:
         workers = self.num_workers
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
             raise ConfigError(f"train.num_workers must be a non-negative integer or None (a default for this machine), got {workers!r}.")
+        if self.multiprocessing_context is not None:
+            methods = {method: method for method in multiprocessing.get_all_start_methods()}  # fork, forkserver, spawn on Linux
+            look_up_option(str(self.multiprocessing_context), methods, "train.multiprocessing_context (how DataLoader workers start)")
         if not isinstance(self.compile, bool):
             raise ConfigError(f"train.compile must be true or false, got {self.compile!r}.")
         if not isinstance(self.channels_last, bool):
@@ -356,12 +366,14 @@ def make_loader(
     batch_sampler: Callable[..., Any] | None = None,
     num_processes: int = 1,
     process_index: int = 0,
+    multiprocessing_context: str | None = None,
 ) -> DataLoader:
     """The DataLoader every polyhead loop uses: seeded shuffling, or the data's own batch sampler.
 
     Workers (``num_workers``; ``None``: :func:`default_num_workers`) run ``__getitem__`` (decoding, augmentation)
-    and ``collate_fn``; each is seeded from ``seed``, its worker id and ``process_index`` (:class:`_SeedWorker`).
-    With CUDA, batches are pinned and workers persist between epochs.
+    and ``collate_fn``; each is seeded from ``seed``, its worker id and ``process_index`` (:class:`_SeedWorker`),
+    and started by ``multiprocessing_context`` (``train.multiprocessing_context``). With CUDA, batches are pinned
+    and workers persist between epochs.
     """
     workers = default_num_workers() if num_workers is None else num_workers
     cuda = torch.cuda.is_available()
@@ -372,7 +384,7 @@ def make_loader(
         "pin_memory": cuda,
     }
     if workers:
-        options.update(worker_init_fn=_SeedWorker(process_index), persistent_workers=cuda)
+        options.update(worker_init_fn=_SeedWorker(process_index), persistent_workers=cuda, multiprocessing_context=multiprocessing_context)
     if batch_sampler is not None:
         sampler = batch_sampler(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, num_processes=num_processes)
         return DataLoader(dataset, batch_sampler=sampler, **options)
@@ -488,9 +500,11 @@ class Trainer:
         self.stream_layout = None
         if not self.streaming:
             train_loader = make_loader(train_dataset, batch_size=args.batch_size, shuffle=True, collate_fn=collate_fn,
-                                       num_workers=args.num_workers, seed=args.seed, batch_sampler=batch_sampler, **ranks)
+                                       num_workers=args.num_workers, seed=args.seed, batch_sampler=batch_sampler,
+                                       multiprocessing_context=args.multiprocessing_context, **ranks)
         eval_loader = make_loader(eval_dataset, batch_size=args.eval_batch_size or args.batch_size, shuffle=False, collate_fn=collate_fn,
-                                  num_workers=args.num_workers, seed=args.seed, batch_sampler=batch_sampler, **ranks)
+                                  num_workers=args.num_workers, seed=args.seed, batch_sampler=batch_sampler,
+                                  multiprocessing_context=args.multiprocessing_context, **ranks)
         self.backbone_frozen = args.freeze_backbone
         if args.freeze_backbone and args.freeze_backbone_steps is None:  # frozen for good: no gradients at all
             _backbone_of(model, "train.freeze_backbone").requires_grad_(False)
@@ -506,7 +520,8 @@ class Trainer:
             stream = TrainStream(train_dataset.source, train_dataset.options, seed=args.seed, num_workers=workers, **ranks)
             self.stream_layout = stream.layout
             self.train_loader = StreamingLoader(stream, self.accelerator, batch_size=args.batch_size, collate_fn=collate_fn,
-                                                num_workers=workers, worker_init_fn=_SeedWorker(ranks["process_index"]))
+                                                num_workers=workers, worker_init_fn=_SeedWorker(ranks["process_index"]),
+                                                multiprocessing_context=args.multiprocessing_context)
             self.steps_per_epoch = None
         else:
             self.model, self.optimizer, self.train_loader, self.eval_loader = self.accelerator.prepare(

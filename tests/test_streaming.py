@@ -29,7 +29,7 @@ from polyhead.streaming import (
 )
 from polyhead.training import Trainer, make_accelerator
 
-from .distributed.streaming_probe import PROBE_TASKS, TASKS, RowId, id_source, read_epochs, task_data, task_options
+from .distributed.streaming_probe import HANG_SECONDS, PROBE_TASKS, TASKS, RowId, id_source, read_epochs, task_data, task_options
 
 PROBE = Path(__file__).with_name("distributed") / "streaming_probe.py"
 ACCELERATE = str(Path(sys.executable).parent / "accelerate")
@@ -62,6 +62,16 @@ def test_an_epoch_reads_every_row_exactly_once(loaded, accelerator, name, worker
     for epoch in read_epochs(source, accelerator, batch_size=16, num_workers=workers, epochs=2):
         assert Counter(epoch["ids"]) == Counter(ids)
         assert epoch["repeats"] == []  # one process: nothing to even out
+
+
+@pytest.mark.parametrize("name", ["forecasting", "segmentation"])
+def test_workers_started_by_a_forkserver_read_the_same_rows(loaded, accelerator, name):
+    """``train.multiprocessing_context="forkserver"``: the stream (and a task's reseeded MONAI transforms) is pickled
+    to workers that start from a process without threads; they read what forked workers read, in the same order."""
+    source, ids = _id_source(loaded, name)
+    forked = read_epochs(source, accelerator, batch_size=16, num_workers=2, epochs=1)[0]
+    served = read_epochs(source, accelerator, batch_size=16, num_workers=2, epochs=1, multiprocessing_context="forkserver")[0]
+    assert Counter(served["ids"]) == Counter(ids) and served["ids"] == forked["ids"]
 
 
 @pytest.mark.parametrize("name", STREAMING_TASKS)
@@ -97,8 +107,11 @@ def test_streamed_batches_are_the_tasks_own_batches(loaded, accelerator, name):
 def two_processes(tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("streaming_ddp")
     command = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "0", str(PROBE), str(out)]
-    result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    try:  # a hang ends in the probe itself after HANG_SECONDS, printing every thread's stack to stderr
+        result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=HANG_SECONDS + 120)
+    except subprocess.TimeoutExpired as timeout:
+        raise AssertionError(f"the two-process probe did not finish:\n{(timeout.stderr or b'')[-6000:].decode(errors='replace')}") from None
+    assert result.returncode == 0, result.stderr[-6000:]
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 
 

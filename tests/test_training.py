@@ -63,6 +63,10 @@ def test_loader_options_follow_the_device(monkeypatch):
     assert plain.pin_memory is torch.cuda.is_available() and plain.persistent_workers is torch.cuda.is_available()
     assert plain.worker_init_fn is not None
     assert make_loader(RandomAugmentation(), batch_size=4, shuffle=False, collate_fn=None, num_workers=0).worker_init_fn is None
+    # workers start as train.multiprocessing_context says; None leaves PyTorch's default
+    assert plain.multiprocessing_context is None
+    forkserver = make_loader(RandomAugmentation(), batch_size=4, shuffle=False, collate_fn=None, num_workers=2, multiprocessing_context="forkserver")
+    assert forkserver.multiprocessing_context.get_start_method() == "forkserver"
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     cuda = make_loader(RandomAugmentation(), batch_size=4, shuffle=True, collate_fn=None, num_workers=2)
@@ -91,6 +95,8 @@ def test_default_num_workers(monkeypatch):
         ({"compile": "yes"}, ConfigError, "train.compile must be true or false"),
         ({"compile": True, "compile_backend": "inductr"}, UnknownNameError, "Did you mean 'inductor'"),
         ({"precision": "fp8"}, UnknownNameError, "Unknown train.precision 'fp8'"),
+        ({"multiprocessing_context": "forks"}, UnknownNameError, r"Did you mean 'fork'\? Expected one of: fork, forkserver, spawn"),
+        ({"multiprocessing_context": 2}, UnknownNameError, "Unknown train.multiprocessing_context"),
     ],
 )
 def test_bad_options_are_config_errors(options, error, match):

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import atexit
 import csv
+import faulthandler
 import functools
 import json
+import multiprocessing
 import shutil
 import sys
 import tempfile
@@ -30,6 +32,7 @@ from safetensors.torch import load_file
 import polyhead
 from polyhead import registry
 from polyhead.config import load_config
+from polyhead.tasks import BUILTIN_TASKS
 from polyhead.streaming import (
     StreamingLoader,
     StreamingOptions,
@@ -165,11 +168,11 @@ def id_source(data: Any, name: str) -> tuple[StreamRows, list[int]]:
 
 
 def read_epochs(source: StreamRows, accelerator: Any, *, batch_size: int, num_workers: int = 0, epochs: int = 2, seed: int = 0,
-                options: StreamingOptions | None = None) -> list[dict[str, Any]]:
+                options: StreamingOptions | None = None, multiprocessing_context: str | None = None) -> list[dict[str, Any]]:
     """Each epoch of this process's :class:`StreamingLoader`: real ids in order, pair count, repeated pairs."""
     stream = TrainStream(source, options or StreamingOptions(shuffle_buffer=32), seed=seed, num_workers=num_workers,
                          process_index=accelerator.process_index, num_processes=accelerator.num_processes)
-    loader = StreamingLoader(stream, accelerator, batch_size=batch_size, num_workers=num_workers)
+    loader = StreamingLoader(stream, accelerator, batch_size=batch_size, num_workers=num_workers, multiprocessing_context=multiprocessing_context)
     records = []
     for epoch in range(epochs):
         loader.set_epoch(epoch)
@@ -184,9 +187,17 @@ def read_epochs(source: StreamRows, accelerator: Any, *, batch_size: int, num_wo
     return records
 
 
+#: how long a process may run before it prints every thread's stack and exits: a hang becomes a failure that says
+#: where it waited (the test's own limit is longer)
+HANG_SECONDS = 420
+
+
 def main(out_dir: str) -> None:
     import datasets
 
+    faulthandler.dump_traceback_later(HANG_SECONDS, exit=True)
+    # the forkserver imports what the workers unpickle once, not each worker of each epoch again
+    multiprocessing.set_forkserver_preload(["__main__", "datasets", *(BUILTIN_TASKS[name.split("/")[0]][0] for name in PROBE_TASKS)])
     torch.set_num_threads(1)
     accelerator = make_accelerator()
     record: dict[str, Any] = {"rank": accelerator.process_index, "num_processes": accelerator.num_processes,
@@ -196,7 +207,10 @@ def main(out_dir: str) -> None:
         record[f"{name}_rows"] = len(data.train_stream.rows)
         source, _ = id_source(data, name)
         for workers in (0, 2):
-            record["reads"][f"{name}/{workers}"] = read_epochs(source, accelerator, batch_size=16, num_workers=workers)
+            # workers start from a forkserver: this process runs gloo's threads (and pyarrow's, tqdm's), and a fork
+            # copies whatever lock one of them holds at that moment; the sharding under test is the same either way
+            record["reads"][f"{name}/{workers}"] = read_epochs(source, accelerator, batch_size=16, num_workers=workers,
+                                                               multiprocessing_context="forkserver" if workers else None)
     seven = StreamRows(datasets.Dataset.from_dict({"id": list(range(7))}), RowId("id"))
     record["uneven"] = read_epochs(seven, accelerator, batch_size=3, epochs=1, options=StreamingOptions(shuffle_buffer=4, num_shards=2))
 
