@@ -66,6 +66,7 @@ __all__ = [
     "read_config_dict",
     "read_marker",
     "read_training_config",
+    "remove_unused_run_folder",
     "run_lock",
     "save_model_dir",
     "task_of",
@@ -443,6 +444,16 @@ def write_folder(
 
 
 _HELD_LOCKS: dict[str, int] = {}
+
+
+def remove_unused_run_folder(folder: str | os.PathLike) -> bool:
+    """Remove ``folder`` if a run created it and failed before writing anything: only the marker and the lock are
+    in it. Returns whether it was removed; a folder with anything else in it is left as it is."""
+    path = Path(folder)
+    if not path.is_dir() or {entry.name for entry in path.iterdir()} - {MARKER_NAME, LOCK_NAME}:
+        return False
+    shutil.rmtree(path)
+    return True
 
 
 @contextlib.contextmanager

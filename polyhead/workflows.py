@@ -32,6 +32,7 @@ from .model_dir import (
     check_writable_folder,
     mark_folder,
     read_training_config,
+    remove_unused_run_folder,
     run_lock,
     task_of,
     write_folder,
@@ -136,9 +137,15 @@ def train(
     task = registry.get(registry.TASKS, cfg.model.task)()
     if not _is_main_process():
         return task.train(cfg, resume=resume, callbacks=tuple(callbacks), init=init)
+    created = not output_dir.exists()
     mark_folder(output_dir, "run")
-    with run_lock(output_dir):
-        return task.train(cfg, resume=resume, callbacks=tuple(callbacks), init=init)
+    try:
+        with run_lock(output_dir):
+            return task.train(cfg, resume=resume, callbacks=tuple(callbacks), init=init)
+    except BaseException:
+        if created:  # a bad option or bad data, found before anything was written: leave no empty run folder behind
+            remove_unused_run_folder(output_dir)
+        raise
 
 
 _INIT_KEYS = ("init_from", "init_modules", "init_ignore_mismatched")

@@ -380,3 +380,30 @@ def test_segmentation_output_in_a_read_only_place_fails_before_the_inference(tmp
     result = _unprivileged([sys.executable, "-c", code], tmp_path)
     assert result.returncode == 1 and "InputError" in result.stderr, result.stderr[-2000:]
     assert f"{read_only} is not a writable folder" in result.stderr
+
+
+def test_a_run_that_fails_before_writing_leaves_no_folder_and_keeps_the_users(tmp_path):
+    """A bad option found before training: the run folder polyhead created goes again; a folder that was there
+    stays; a run that failed after writing a checkpoint keeps it (for --resume)."""
+    from polyhead.errors import ConfigError
+
+    bad = {**TINY_FORECASTING, "train.num_workers": -1}
+    with pytest.raises(ConfigError, match="train.num_workers"):
+        polyhead.train("forecasting", cfg_options={**bad, "train.output_dir": str(tmp_path / "new")})
+    assert not (tmp_path / "new").exists()
+
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(ConfigError, match="train.num_workers"):
+        polyhead.train("forecasting", cfg_options={**bad, "train.output_dir": str(tmp_path / "mine")})
+    assert (tmp_path / "mine").is_dir()
+
+    class Crash(RuntimeError):
+        pass
+
+    def crash(trainer) -> None:
+        raise Crash("after the first step")
+
+    options = {**TINY_FORECASTING, "train.checkpoint_every": 1, "train.log_with": None, "train.progress_bar": False}
+    with pytest.raises(Crash):
+        polyhead.train("forecasting", callbacks=[crash], cfg_options={**options, "train.output_dir": str(tmp_path / "crashed")})
+    assert (tmp_path / "crashed" / "checkpoints").is_dir() and (tmp_path / "crashed" / MARKER_NAME).is_file()
