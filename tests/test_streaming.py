@@ -109,8 +109,10 @@ def two_processes(tmp_path_factory) -> list[dict]:
     command = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "0", str(PROBE), str(out)]
     try:  # a hang ends in the probe itself after HANG_SECONDS, printing every thread's stack to stderr
         result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=HANG_SECONDS + 120)
-    except subprocess.TimeoutExpired as timeout:
-        raise AssertionError(f"the two-process probe did not finish:\n{(timeout.stderr or b'')[-6000:].decode(errors='replace')}") from None
+    except subprocess.TimeoutExpired as timeout:  # its output is bytes (or None) even with text=True
+        stderr = timeout.stderr or b""
+        stderr = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
+        raise AssertionError(f"the two-process probe did not finish:\n{stderr[-6000:]}") from None
     assert result.returncode == 0, result.stderr[-6000:]
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 
